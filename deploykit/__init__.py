@@ -1,0 +1,80 @@
+"""deploykit: a fitted model in a notebook becomes a live, explained, documented service.
+
+>>> import deploykit
+>>> dep = deploykit.deploy(model, name="churn", X_train=X_train, y_train=y_train)  # doctest: +SKIP
+>>> dep.predict(X_test[:3])                                                         # doctest: +SKIP
+
+Heavy libraries (bentoml, shap, scikit-learn) are imported only when a function needs them, so
+``import deploykit`` and ``%load_ext deploykit`` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._version import __version__
+from .exceptions import (
+    ConfigError,
+    DeployKitError,
+    DeploymentError,
+    HealthCheckError,
+    IntegrityError,
+    PackagingError,
+    ParityError,
+    RequestError,
+    SchemaError,
+    UnsupportedModelError,
+)
+
+if TYPE_CHECKING:
+    from ._deploy import Deployment, deploy, deployments
+    from ._package import Package, package
+
+__all__ = [
+    "ConfigError",
+    "DeployKitError",
+    "Deployment",
+    "DeploymentError",
+    "HealthCheckError",
+    "IntegrityError",
+    "Package",
+    "PackagingError",
+    "ParityError",
+    "RequestError",
+    "SchemaError",
+    "UnsupportedModelError",
+    "__version__",
+    "deploy",
+    "deployments",
+    "load_ipython_extension",
+    "package",
+]
+
+_LAZY = {
+    "Package": "._package",
+    "package": "._package",
+    "Deployment": "._deploy",
+    "deploy": "._deploy",
+    "deployments": "._deploy",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'deploykit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext deploykit``: registers the ``%deploy`` magic."""
+    from ._magic import register
+
+    register(ipython)

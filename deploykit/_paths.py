@@ -1,0 +1,50 @@
+"""Where deploykit keeps packages, logs and deployment state: ``$DEPLOYKIT_HOME`` or ``~/.deploykit``."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .exceptions import ConfigError
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$")
+
+
+def home() -> Path:
+    path = Path(os.environ.get("DEPLOYKIT_HOME") or Path.home() / ".deploykit")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def packages_dir(name: str | None = None) -> Path:
+    path = home() / "packages" / (name or "")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def logs_dir() -> Path:
+    path = home() / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def state_dir() -> Path:
+    path = home() / "deployments"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        suggestion = re.sub(r"[^a-z0-9_-]+", "-", str(name).lower()).strip("-_") or "model"
+        raise ConfigError(
+            f"name {name!r} is not usable: use lowercase letters, digits, '-' or '_' "
+            f"(at most 64, starting and ending with a letter or digit), e.g. {suggestion!r}"
+        )
+    return name
+
+
+def next_version(name: str) -> str:
+    existing = [int(p.name) for p in packages_dir(name).iterdir() if p.name.isdigit()]
+    return str(max(existing, default=0) + 1)

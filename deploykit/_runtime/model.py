@@ -1,0 +1,105 @@
+"""The served model: loads a package directory (verifying every artifact) and answers requests.
+
+Used by the BentoML service, by the parity check in a clean process, and by tests. It depends only on
+the serving stack (numpy, pandas, the model's own libraries, skops/cloudpickle, shap when explaining).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .artifacts import load_model, read_verified
+from .errors import InputError
+from .schema import InstanceValidator
+
+MANIFEST = "deploykit.json"
+
+
+def default_package_dir() -> Path:
+    """The package this process serves: ``$DEPLOYKIT_PACKAGE_DIR``, else ``model/`` beside the runtime."""
+    configured = os.environ.get("DEPLOYKIT_PACKAGE_DIR")
+    return Path(configured) if configured else Path(__file__).resolve().parent.parent / "model"
+
+
+def read_manifest(directory: str | Path) -> dict:
+    return json.loads((Path(directory) / MANIFEST).read_text())
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"the request body is not valid JSON: {exc}", status=400) from None
+
+
+def jsonable(values: Any) -> list:
+    import numpy as np
+
+    return np.asarray(values).tolist()
+
+
+class ModelRuntime:
+    """A loaded package: validation, prediction and explanation behind one object."""
+
+    def __init__(self, directory: Path, manifest: dict, model: Any) -> None:
+        self.directory, self.manifest, self.model = directory, manifest, model
+        self.validator = InstanceValidator(manifest["schema"])
+        self.task = manifest["task"]
+        self.classes = manifest.get("classes")
+        self.model_info = {"name": manifest["name"], "version": manifest["version"]}
+        self.to_input = (lambda frame: frame.to_numpy()) if manifest.get("input_kind") == "array" else (lambda frame: frame)
+        self._explainer = None
+
+    @classmethod
+    def load(cls, directory: str | Path | None = None) -> ModelRuntime:
+        directory = Path(directory) if directory is not None else default_package_dir()
+        manifest = read_manifest(directory)
+        model = load_model(directory, manifest["artifacts"]["model"])
+        return cls(directory, manifest, model)
+
+    # -- requests -------------------------------------------------------------------------------------
+    def frame(self, body: bytes | dict):
+        """Parse and validate a request body into the model's DataFrame; raises :class:`InputError`."""
+        parsed = parse_json(body) if isinstance(body, (bytes, str)) else body
+        return self.validator.frame(self.validator.instances(parsed))
+
+    def predict(self, frame) -> dict:
+        return {"predictions": jsonable(self.model.predict(self.to_input(frame))), "model": self.model_info}
+
+    def predict_proba(self, frame) -> dict:
+        if self.task == "regression":
+            raise InputError("predict_proba is only served for classifiers; this model is a regressor", status=404)
+        probabilities = self.model.predict_proba(self.to_input(frame))
+        return {"probabilities": jsonable(probabilities), "classes": self.classes, "model": self.model_info}
+
+    def explain(self, frame) -> dict:
+        explainer = self.explainer()
+        if explainer is None:
+            raise InputError("explanations are off for this model (packaged with explain=False)", status=404)
+        return {**explainer.explain(frame), "model": self.model_info}
+
+    def explainer(self):
+        config = self.manifest.get("explainer")
+        if config is None:
+            return None
+        if self._explainer is None:
+            from .explain import Explainer
+
+            background = self.background()
+            self._explainer = Explainer(
+                self.model, config, self.manifest["schema"], background, self.task, self.classes, self.to_input
+            )
+        return self._explainer
+
+    def background(self):
+        record = self.manifest["artifacts"]["background"]
+        rows = json.loads(read_verified(self.directory / record["file"], record["sha256"]))
+        return self.validator.frame(rows)
+
+    def json_schema(self) -> dict:
+        from .jsonschema import instance_schema
+
+        return instance_schema(self.manifest["schema"], title=f"{self.manifest['name']} instance")

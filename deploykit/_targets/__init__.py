@@ -1,0 +1,1 @@
+"""Where a package runs: each target starts, checks and stops one version of a service."""
