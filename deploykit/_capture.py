@@ -38,7 +38,7 @@ def qualified_name(obj: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def inspect_model(model: Any, frame) -> ModelFacts:
+def inspect_model(model: Any, frame, *, from_array: bool = False) -> ModelFacts:
     """Check the model is a fitted estimator that fits ``frame``; return what serving needs to know."""
     if not hasattr(model, "predict"):
         raise UnsupportedModelError(
@@ -47,8 +47,11 @@ def inspect_model(model: Any, frame) -> ModelFacts:
         )
     _check_fitted(model)
     task, classes = _task(model)
-    input_kind, columns = _input_kind(model, frame)
+    input_kind, columns = _input_kind(model, frame, from_array)
     modules, data = referenced_modules(model)
+    mentioned = mentioned_modules(data)
+    if "__main__" in mentioned:  # cloudpickle wrote notebook code by value: it names its module
+        modules.add("__main__")
     return ModelFacts(
         task=task,
         classes=classes,
@@ -58,7 +61,7 @@ def inspect_model(model: Any, frame) -> ModelFacts:
         libraries=distributions_of(modules),
         custom_modules=sorted(m for m in modules if is_custom_module(m)),
         libraries_modules=sorted(modules),
-        mentioned_modules=mentioned_modules(data),
+        mentioned_modules=mentioned,
     )
 
 
@@ -90,17 +93,19 @@ def _task(model: Any) -> tuple[str, list | None]:
     raise UnsupportedModelError(f"cannot tell whether {type(model).__name__} is a classifier or a regressor")
 
 
-def _input_kind(model: Any, frame) -> tuple[str, list[str]]:
+def _input_kind(model: Any, frame, from_array: bool) -> tuple[str, list[str]]:
+    """Whether the model takes a DataFrame or an array, and its columns in the order it knows them."""
     columns = list(frame.columns)
     fitted = getattr(model, "feature_names_in_", None)
     if fitted is None:
-        expected = getattr(model, "n_features_in_", len(columns))
-        if expected != len(columns):
+        expected = getattr(model, "n_features_in_", None)
+        if expected is not None and expected != len(columns):
             raise SchemaError(
                 f"the model was fitted on {expected} features but X_train has {len(columns)} columns; "
                 "pass the same X_train the model was fitted on"
             )
-        return "array", columns
+        # fitted on an array, or a first step (custom code) that records nothing: trust X_train's type
+        return ("array" if from_array or expected is not None else "frame"), columns
     fitted = [str(c) for c in fitted]
     if fitted == columns:
         return "frame", columns

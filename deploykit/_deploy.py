@@ -41,15 +41,23 @@ class Deployment:
     # -- calls ----------------------------------------------------------------------------------------
     def predict(self, X: Any) -> np.ndarray:
         """Labels (classifiers) or values (regressors) for the rows of ``X`` (DataFrame, array, dict(s))."""
-        return np.asarray(self._client.post("/predict", X)["predictions"])
+        return np.asarray(self._post("/predict", X)["predictions"])
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, one column per class in ``self.classes`` order."""
-        return np.asarray(self._client.post("/predict_proba", X)["probabilities"], dtype="float64")
+        return np.asarray(self._post("/predict_proba", X)["probabilities"], dtype="float64")
 
     def explain(self, X: Any) -> Explanation:
         """SHAP values per row on the original columns; ``.top(k)`` gives the largest contributions."""
-        return Explanation.from_json(self._client.post("/explain", X))
+        return Explanation.from_json(self._post("/explain", X))
+
+    def _post(self, path: str, X: Any) -> dict:
+        if self.stopped:
+            raise DeploymentError(
+                f"{self.name} v{self.version} at {self.url} was stopped; deploykit.deployments() lists what is running",
+                target=self.target,
+            )
+        return self._client.post(path, X)
 
     @property
     def classes(self) -> list | None:
@@ -154,10 +162,31 @@ def deploy(
     return deployment
 
 
+# BentoML logs this and keeps its arbiter alive when a worker cannot load the service.
+_STARTUP_FAILED = "Application startup failed"
+
+
+def _cause(logs: str) -> str:
+    """The last exception line of a log, e.g. ``IntegrityError: artifact model.skops has ...``."""
+    for line in reversed(logs.splitlines()):
+        head, _, rest = line.strip().partition(":")
+        if rest and head.endswith(("Error", "Exception")) and " " not in head:
+            return f"{head.rsplit('.', 1)[-1]}:{rest}"
+    return "see the log lines below"
+
+
 def _wait_ready(deployment: Deployment, timeout: float = READY_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         code = deployment.handle.exited()
+        if code is None and _STARTUP_FAILED in deployment.logs(None):
+            logs = deployment.logs(None)
+            raise DeploymentError(
+                f"the service for {deployment.name} v{deployment.version} failed to start: {_cause(logs)}\n"
+                f"Last log lines:\n{deployment.logs(30)}",
+                target=deployment.target,
+                logs=logs,
+            )
         if code is not None:
             raise DeploymentError(
                 f"the service for {deployment.name} v{deployment.version} exited with code {code} before it "

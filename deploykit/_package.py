@@ -165,7 +165,7 @@ def package(
     progress = Progress(f"package {name}", enabled=verbose)
     with progress.stage("capture", type(model).__name__):
         frame = as_frame(X_train, what="X_train")
-        facts = _capture.inspect_model(model, frame)
+        facts = _capture.inspect_model(model, frame, from_array=not isinstance(X_train, pd.DataFrame))
         frame = frame[facts.columns]
         schema = infer_schema(frame, max_batch=max_batch)
         for column in schema["columns"]:

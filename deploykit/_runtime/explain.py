@@ -23,10 +23,26 @@ def dense(matrix: Any) -> np.ndarray:
     return np.asarray(matrix, dtype="float64")
 
 
+class Steps:
+    """A Pipeline's steps before the final estimator, applied in turn.
+
+    ``pipeline[:-1].transform`` would re-check that the sliced pipeline is fitted, which fails for
+    stateless custom steps; the steps themselves are fitted and are all that is needed.
+    """
+
+    def __init__(self, steps: list) -> None:
+        self.steps = [step for step in steps if step not in (None, "passthrough")]
+
+    def transform(self, X):
+        for step in self.steps:
+            X = step.transform(X)
+        return X
+
+
 def split_pipeline(model: Any, space: str) -> tuple[Any, Any]:
     """Return (preprocessor or None, final estimator) for the space the explainer works in."""
     if space == TRANSFORMED and hasattr(model, "steps") and len(model.steps) > 1:
-        return model[:-1], model[-1]
+        return Steps([step for _, step in model.steps[:-1]]), model.steps[-1][1]
     return None, model
 
 

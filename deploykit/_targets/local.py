@@ -81,6 +81,11 @@ class LocalProcess:
             return -1
         except PermissionError:
             pass
+        try:  # started by another process that has not reaped it yet: a zombie has exited
+            if Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return -1
+        except (OSError, IndexError):
+            pass
         return None
 
     def logs(self, tail: int | None = 200) -> str:
