@@ -101,6 +101,26 @@ class Package:
             text += f" (probabilities within {p['max_probability_diff']:.1e})"
         return text
 
+    def build_image(self, *, base_image: str | None = None, tag: str | None = None, verbose: bool = True):
+        """Build this package's Docker image with the Docker engine; return a :class:`deploykit.Image`.
+
+        The build is hermetic (no network inside it): wheels are downloaded on this machine into a
+        cached wheelhouse first. The dependency layer is shared by every model with the same pinned
+        requirements, so a new model version rebuilds only its own layer.
+
+        Parameters
+        ----------
+        base_image : str, optional
+            Defaults to ``$DEPLOYKIT_BASE_IMAGE``, then ``base_image`` in ``deploykit.toml`` (or
+            ``[tool.deploykit]`` in ``pyproject.toml``), then ``python:<major>.<minor>-slim``. It must have
+            this notebook's Python minor version; ``deploykit base-image`` builds one without a registry.
+        tag : str, optional
+            Defaults to ``deploykit/<name>:<version>``.
+        """
+        from ._docker.build import build_image
+
+        return build_image(self, base_image=base_image, tag=tag, verbose=verbose)
+
     def deploy(self, *, target: str = "local", name: str | None = None, port: int | None = None, **options):
         """Deploy this package; see :func:`deploykit.deploy`."""
         from ._deploy import deploy

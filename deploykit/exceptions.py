@@ -8,10 +8,12 @@ it resembles, so ``except ValueError`` keeps working for code that does not know
     ├── UnsupportedModelError(DeployKitError, TypeError)    the object cannot be packaged
     ├── SchemaError(DeployKitError, ValueError)             training/test data do not fit together
     ├── PackagingError(DeployKitError, RuntimeError)        serialisation or the bento build failed
-    │   └── ParityError(PackagingError)                     the reloaded model predicts differently
+    │   ├── ParityError(PackagingError)                     the reloaded model predicts differently
+    │   └── ImageBuildError(PackagingError)                 the Docker image could not be built
     ├── IntegrityError(DeployKitError, ValueError)          an artifact's sha256 does not match
     ├── DeploymentError(DeployKitError, RuntimeError)       a service would not start or answer
-    │   └── HealthCheckError(DeploymentError)               started, but never became healthy
+    │   ├── HealthCheckError(DeploymentError)               started, but never became healthy
+    │   └── DockerUnavailableError(DeploymentError)         no Docker engine answers
     └── RequestError(DeployKitError, ValueError)            the service answered 4xx (bad input)
 
 Messages say what failed, the value received, and what to do about it.
@@ -26,7 +28,9 @@ __all__ = [
     "ConfigError",
     "DeployKitError",
     "DeploymentError",
+    "DockerUnavailableError",
     "HealthCheckError",
+    "ImageBuildError",
     "IntegrityError",
     "PackagingError",
     "ParityError",
@@ -70,6 +74,22 @@ class DeploymentError(DeployKitError, RuntimeError):
     def __init__(self, message: str, *, target: str | None = None, logs: str = "") -> None:
         super().__init__(message)
         self.target = target
+        self.logs = logs
+
+
+class DockerUnavailableError(DeploymentError):
+    """The Docker engine cannot be reached."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, target="docker")
+
+
+class ImageBuildError(PackagingError):
+    """A Docker image (base, dependencies or model) could not be built."""
+
+    def __init__(self, message: str, *, image: str | None = None, logs: str = "") -> None:
+        super().__init__(message)
+        self.image = image
         self.logs = logs
 
 

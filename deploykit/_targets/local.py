@@ -49,6 +49,14 @@ class LocalProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    direct_url = url
+
+    def promote(self, *, verbose: bool = True) -> None:
+        """Nothing to switch: a local version is reached at its own port."""
+
+    def discard(self) -> None:
+        self.stop()
+
     @classmethod
     def start(cls, bento_path: str, *, name: str, version: str, port: int | None) -> LocalProcess:
         if port is None:
