@@ -17,7 +17,9 @@ from .exceptions import (
     ConfigError,
     DeployKitError,
     DeploymentError,
+    DockerUnavailableError,
     HealthCheckError,
+    ImageBuildError,
     IntegrityError,
     PackagingError,
     ParityError,
@@ -28,6 +30,7 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from ._deploy import Deployment, deploy, deployments
+    from ._docker.build import Image
     from ._package import Package, package
 
 __all__ = [
@@ -35,7 +38,10 @@ __all__ = [
     "DeployKitError",
     "Deployment",
     "DeploymentError",
+    "DockerUnavailableError",
     "HealthCheckError",
+    "Image",
+    "ImageBuildError",
     "IntegrityError",
     "Package",
     "PackagingError",
@@ -56,6 +62,7 @@ _LAZY = {
     "Deployment": "._deploy",
     "deploy": "._deploy",
     "deployments": "._deploy",
+    "Image": "._docker.build",
 }
 
 
