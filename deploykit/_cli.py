@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any, Callable
 
-COMMANDS = ("deploy", "list", "stop", "demo")
+COMMANDS = ("deploy", "list", "stop", "build", "base-image", "demo")
 
 
 class ArgumentError(Exception):
@@ -37,8 +37,9 @@ def build_parser(prog: str = "deploykit") -> argparse.ArgumentParser:
     deploy.add_argument("--name", help="service name: lowercase letters, digits, - and _")
     deploy.add_argument("--train", nargs="+", metavar=("X", "Y"), help="training data: X [y]")
     deploy.add_argument("--test", nargs="+", metavar=("X", "Y"), help="held-out data: X [y]")
-    deploy.add_argument("--target", default="local", choices=["local"], help="where to run it (default: local)")
+    deploy.add_argument("--target", default="local", choices=["local", "docker"], help="where to run it (default: local)")
     deploy.add_argument("--port", type=int, help="port to serve on (default: a free one)")
+    deploy.add_argument("--base-image", help="docker: base image (default: $DEPLOYKIT_BASE_IMAGE, config, python:X.Y-slim)")
     deploy.add_argument("--no-explain", dest="explain", action="store_false", help="do not serve /explain")
     deploy.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
@@ -46,8 +47,22 @@ def build_parser(prog: str = "deploykit") -> argparse.ArgumentParser:
     stop = sub.add_parser("stop", help="stop a deployment")
     stop.add_argument("name")
     stop.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    build = sub.add_parser("build", help="build a package's Docker image", epilog="example: deploykit build churn")
+    build.add_argument("package", help="package name (newest version) or folder")
+    build.add_argument("--version", help="package version (default: the newest)")
+    build.add_argument("--base-image", help="base image (default: $DEPLOYKIT_BASE_IMAGE, config, python:X.Y-slim)")
+    build.add_argument("--tag", help="image tag (default: deploykit/NAME:VERSION)")
+    build.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    base = sub.add_parser("base-image", help="build a Python base image from Debian packages (no registry needed)",
+                          epilog="example: deploykit base-image --tag local/python:3.11-bookworm")
+    base.add_argument("--tag", help="image tag (default: local/python:X.Y-SUITE)")
+    base.add_argument("--suite", help="Debian suite (default: the one whose Python matches this one)")
+    base.add_argument("--mirror", help="Debian mirror (default: the one apt uses here)")
+    base.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     demo = sub.add_parser("demo", help="train a churn model, deploy it, show a prediction and its explanation")
     demo.add_argument("--keep", action="store_true", help="keep serving until Ctrl-C")
+    demo.add_argument("--target", default="auto", choices=["auto", "local", "docker"],
+                      help="auto (default): docker when an engine and a base image are usable, else local")
     demo.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -55,6 +70,8 @@ def build_parser(prog: str = "deploykit") -> argparse.ArgumentParser:
 def deploy_kwargs(args: argparse.Namespace, resolve: Callable[[str], Any]) -> dict:
     """Keyword arguments for :func:`deploykit.deploy` from parsed ``deploy`` arguments."""
     kwargs: dict[str, Any] = {"target": args.target, "name": args.name, "port": args.port}
+    if args.base_image:
+        kwargs["base_image"] = args.base_image
     for flag, names in (("train", ("X_train", "y_train")), ("test", ("X_test", "y_test"))):
         values = getattr(args, flag)
         if values:
@@ -101,13 +118,22 @@ def _run(args: argparse.Namespace) -> None:
         pkg = deploykit.Package.load(args.model)
         if args.train or args.test:
             raise ArgumentError("the CLI deploys saved packages; --train/--test apply when packaging in a notebook")
-        dep = deploykit.deploy(pkg, target=args.target, name=args.name, port=args.port)
+        options = {"base_image": args.base_image} if args.base_image else {}
+        dep = deploykit.deploy(pkg, target=args.target, name=args.name, port=args.port, **options)
         print(dep.url)
-        _serve_until_interrupted(dep)
+        if dep.target == "local":
+            _serve_until_interrupted(dep)
+    elif args.command == "build":
+        image = deploykit.Package.load(args.package, version=args.version).build_image(base_image=args.base_image, tag=args.tag)
+        print(image.tag)
+    elif args.command == "base-image":
+        from ._docker.base import build_base_image
+
+        print(build_base_image(args.tag, suite=args.suite, mirror=args.mirror))
     elif args.command == "demo":
         from .demo import run
 
-        run(keep=args.keep)
+        run(keep=args.keep, target=args.target)
 
 
 def _stop(name: str) -> None:

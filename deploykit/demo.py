@@ -70,10 +70,31 @@ def churn_pipeline():
     return Pipeline([("pre", pre), ("model", RandomForestClassifier(n_estimators=100, max_depth=8, random_state=0))])
 
 
-def run(keep: bool = False, target: str = "local") -> None:
+def choose_target(target: str = "auto") -> str:
+    """``auto``: docker when an engine answers and a base image is usable, else a local process."""
+    if target != "auto":
+        return target
+    from ._docker.engine import available
+
+    if not available():
+        print("no Docker engine answers: serving as a local process")
+        return "local"
+    from ._docker.base import check_base_image, resolve_base_image
+    from .exceptions import ImageBuildError
+
+    try:
+        check_base_image(resolve_base_image())
+    except ImageBuildError as exc:
+        print(f"Docker is up but {exc}\nserving as a local process instead")
+        return "local"
+    return "docker"
+
+
+def run(keep: bool = False, target: str = "auto") -> None:
     import deploykit
 
-    print("deploykit demo: train → package → serve → predict → explain\n")
+    target = choose_target(target)
+    print(f"deploykit demo: train → package → {'build an image → ' if target == 'docker' else ''}serve → predict → explain\n")
     X, y = make_churn()
     X_train, X_test, y_train, y_test = X[:1600], X[1600:], y[:1600], y[1600:]
     model = churn_pipeline().fit(X_train, y_train)
@@ -90,10 +111,12 @@ def run(keep: bool = False, target: str = "local") -> None:
     for name, value in explanation.top(5):
         print(f"  {name:>16} {value:+.4f}")
     print(f"\nendpoint: {dep.url}  (POST /predict, /predict_proba, /explain; GET /schema; API docs at /)")
-    if keep:
+    if keep and target == "local":
         from ._cli import _serve_until_interrupted
 
         _serve_until_interrupted(dep)
+    elif keep:
+        print(f"left running in Docker; stop it with `deploykit stop {dep.name}`")
     else:
         dep.stop()
         print("stopped the demo service (run `deploykit demo --keep` to leave it running)")
@@ -102,4 +125,6 @@ def run(keep: bool = False, target: str = "local") -> None:
 if __name__ == "__main__":  # pragma: no cover
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--keep", action="store_true")
-    run(keep=parser.parse_args().keep)
+    parser.add_argument("--target", default="auto", choices=["auto", "local", "docker"])
+    options = parser.parse_args()
+    run(keep=options.keep, target=options.target)
