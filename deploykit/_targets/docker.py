@@ -153,7 +153,7 @@ class DockerVersion:
         return {"container": self.container.name, "front": self.front.name if self.front else None}
 
 
-def ensure_image(pkg: Any, *, base_image: str | None, verbose: bool):
+def ensure_image(pkg: Any, *, base_image: str | None, verbose: bool, on_line=None):
     """The package's image, built unless the engine has one of this model's exact artifact."""
     import docker
 
@@ -167,7 +167,7 @@ def ensure_image(pkg: Any, *, base_image: str | None, verbose: bool):
                          deps_image=found.labels.get(f"{LABEL}.deps", ""), deps_reused=True, base_image="", seconds=0.0)
     except docker.errors.ImageNotFound:
         pass
-    return build_image(pkg, base_image=base_image, tag=tag, verbose=verbose)
+    return build_image(pkg, base_image=base_image, tag=tag, verbose=verbose, on_line=on_line)
 
 
 def ensure_network(name: str):
