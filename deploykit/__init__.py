@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ._version import __version__
 from .exceptions import (
+    CardValidationError,
     ConfigError,
     DeployKitError,
     DeploymentError,
@@ -29,11 +30,13 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
+    from ._card import ModelCard
     from ._deploy import Deployment, deploy, deployments
     from ._docker.build import Image
     from ._package import Package, package
 
 __all__ = [
+    "CardValidationError",
     "ConfigError",
     "DeployKitError",
     "Deployment",
@@ -43,6 +46,7 @@ __all__ = [
     "Image",
     "ImageBuildError",
     "IntegrityError",
+    "ModelCard",
     "Package",
     "PackagingError",
     "ParityError",
@@ -57,6 +61,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "ModelCard": "._card",
     "Package": "._package",
     "package": "._package",
     "Deployment": "._deploy",

@@ -61,6 +61,11 @@ class Deployment:
         return self._client.post(path, X)
 
     @property
+    def card(self):
+        """The deployed package's :class:`~deploykit.ModelCard`; the service serves it at ``/card``."""
+        return self.package.card
+
+    @property
     def classes(self) -> list | None:
         return self.package.manifest.get("classes")
 
@@ -143,7 +148,10 @@ def deploy(
         Receives stage and log events (capture … parity … bento, image, start, healthy, live); raising
         KeyboardInterrupt from it cancels, leaving any previous version serving.
     **package_kwargs
-        Passed to :func:`deploykit.package` (``X_train``, ``y_train``, ``X_test``, ``y_test``, ``explain``).
+        Passed to :func:`deploykit.package` (``X_train``, ``y_train``, ``X_test``, ``y_test``, ``explain``,
+        ``sensitive_features``, ``card``, ``profile``). ``profile`` applies to a Package too. Either way the
+        deploy is refused (:class:`~deploykit.CardValidationError`) while the card has errors under the
+        profile, or is stale: made for another model artifact, or evaluated on the training data.
 
     Examples
     --------
@@ -160,7 +168,10 @@ def deploy(
         from ._docker.engine import client
 
         client()  # fail fast, before packaging, when no engine answers
+    # a profile also holds an existing Package's card to account, not only a card made now
+    profile = package_kwargs.pop("profile", None) if isinstance(model_or_package, Package) else package_kwargs.get("profile")
     pkg = _resolve_package(model_or_package, name, verbose, progress, package_kwargs)
+    _check_card(pkg, profile)
     name = _paths.check_name(name or pkg.name)
     previous = _LIVE.get(name) or _from_state(name) or _from_engine(name)
     started = time.perf_counter()
@@ -193,6 +204,12 @@ def deploy(
     if verbose:
         print(f"  serving {name} v{pkg.version} at {deployment.url} ({target}, ready in {time.perf_counter() - started:.1f} s)")
     return deployment
+
+
+def _check_card(pkg: Package, profile: str | None) -> None:
+    from ._card._attach import check_deployable
+
+    check_deployable(pkg, profile)
 
 
 def _resolve_package(model_or_package: Any, name: str | None, verbose: bool, progress, package_kwargs: dict) -> Package:

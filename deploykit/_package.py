@@ -75,6 +75,13 @@ class Package:
     def model_dir(self) -> Path:
         return self.path / "model"
 
+    @property
+    def card(self):
+        """The package's :class:`~deploykit.ModelCard` (its sha256 checked), or None if it was made without one."""
+        from ._card._attach import read_card
+
+        return read_card(self.model_dir, self.manifest)
+
     def sample_rows(self) -> list[dict]:
         record = self.manifest["artifacts"]["sample"]
         return json.loads(artifacts.read_verified(self.model_dir / record["file"], record["sha256"]))
@@ -150,6 +157,9 @@ def package(
     y_test: Any = None,
     explain: bool = True,
     max_batch: int = 1000,
+    sensitive_features: Any = None,
+    card: dict | None = None,
+    profile: str | None = None,
     verbose: bool = True,
 ) -> Package:
     """Capture a fitted model, check it reloads identically, and build its BentoML bento.
@@ -169,6 +179,14 @@ def package(
         Serve SHAP explanations at ``/explain``.
     max_batch : int
         Largest number of rows one request may carry.
+    sensitive_features : list of str, Series or DataFrame, optional
+        Attributes to measure the model's fairness across, on the held-out rows: column names of
+        ``X_test`` (which may be columns the model does not use), or values aligned with ``X_test``.
+    card : dict, optional
+        The model card's fields only you can fill: ``intended_use``, ``users``, ``out_of_scope``,
+        ``owners``, ``license``, ``limitations``, ``risks``, ... (see ``docs/model-card.md``).
+    profile : {"internal", "eu-ai-act-high-risk", "us-bank-mrm", "hipaa"}, optional
+        Refuse to package (:class:`~deploykit.CardValidationError`) while the card has errors under it.
 
     Returns
     -------
@@ -191,6 +209,7 @@ def package(
         for column in schema["columns"]:
             column["unknown"] = _capture.unknown_category_policies(model, facts.columns).get(column["name"])
         test = _test_frame(X_test, y_test, facts.columns, frame)
+        card_plan = _card_plan(card, profile, sensitive_features, X_test, test, y_test)
         fmt = _capture.choose_format(model, facts)
     version = _paths.next_version(name)
     final_dir = _paths.packages_dir(name) / version
@@ -199,6 +218,8 @@ def package(
     try:
         manifest = _write(model, facts, fmt, schema, frame, test, work, name, version, explain, progress, y_test)
         _check_parity(model, facts, schema, frame, test, work, manifest, explain, progress)
+        with progress.stage("card", "model card"):
+            _make_card(model, manifest, work, frame, y_train, test, y_test, card_plan)
         with progress.stage("bento", "bentoml build"):
             from ._bento import build_bento
 
@@ -339,3 +360,26 @@ def _metrics(model, facts, test, y_test) -> dict:
 
         return {"r2": float(r2_score(truth, predicted)), "mae": float(mean_absolute_error(truth, predicted)), "rows": len(truth)}
     return {"accuracy": float(np.mean(predicted == truth)), "rows": len(truth)}
+
+def _card_plan(card, profile, sensitive_features, X_test, test, y_test) -> dict:
+    """Check the card's arguments before the slow steps; the card itself is made after the parity check."""
+    from ._card._data import sensitive_frame
+    from ._card._fields import read_user_fields
+    from ._card._profiles import check_profile
+
+    check_profile(profile)
+    sensitive, notes = sensitive_frame(sensitive_features, X_test, test)
+    if sensitive is not None and y_test is None:
+        from .exceptions import ConfigError
+
+        raise ConfigError("sensitive_features needs y_test: group metrics compare predictions with the true labels")
+    return {"user": read_user_fields(card), "profile": profile, "sensitive": sensitive, "sensitive_notes": notes}
+
+
+def _make_card(model, manifest, work, frame, y_train, test, y_test, plan) -> None:
+    from ._card._attach import attach
+    from ._card._build import CardInputs
+
+    attach(CardInputs(model=model, manifest=manifest, model_dir=work / "model", train=frame, y_train=y_train,
+                      test=test, y_test=y_test, **plan))
+    _write_manifest(work, manifest)

@@ -7,6 +7,7 @@ it resembles, so ``except ValueError`` keeps working for code that does not know
     ├── ConfigError(DeployKitError, ValueError)             an argument or setting is unusable
     ├── UnsupportedModelError(DeployKitError, TypeError)    the object cannot be packaged
     ├── SchemaError(DeployKitError, ValueError)             training/test data do not fit together
+    ├── CardValidationError(DeployKitError, ValueError)     the model card is stale or fails its profile
     ├── PackagingError(DeployKitError, RuntimeError)        serialisation or the bento build failed
     │   ├── ParityError(PackagingError)                     the reloaded model predicts differently
     │   └── ImageBuildError(PackagingError)                 the Docker image could not be built
@@ -25,6 +26,7 @@ from __future__ import annotations
 from deploykit._runtime.errors import DeployKitError, IntegrityError
 
 __all__ = [
+    "CardValidationError",
     "ConfigError",
     "DeployKitError",
     "DeploymentError",
@@ -54,6 +56,16 @@ class SchemaError(DeployKitError, ValueError):
     def __init__(self, message: str, *, column: str | None = None) -> None:
         super().__init__(message)
         self.column = column
+
+
+class CardValidationError(DeployKitError, ValueError):
+    """The model card fails its validation profile, or is stale (made for another model artifact, or
+    evaluated on the training data); ``.findings`` lists the errors, ``.profile`` names the profile."""
+
+    def __init__(self, message: str, *, profile: str | None = None, findings: list | None = None) -> None:
+        super().__init__(message)
+        self.profile = profile
+        self.findings = findings or []
 
 
 class PackagingError(DeployKitError, RuntimeError):

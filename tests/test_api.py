@@ -6,6 +6,7 @@ import sys
 import deploykit
 
 PUBLIC = [
+    "CardValidationError",
     "ConfigError",
     "DeployKitError",
     "Deployment",
@@ -15,6 +16,7 @@ PUBLIC = [
     "Image",
     "ImageBuildError",
     "IntegrityError",
+    "ModelCard",
     "Package",
     "PackagingError",
     "ParityError",

@@ -103,3 +103,18 @@ class ModelRuntime:
         from .jsonschema import instance_schema
 
         return instance_schema(self.manifest["schema"], title=f"{self.manifest['name']} instance")
+
+    # -- the model card (made on the notebook side; served as written, after its sha256 check) -----------
+    def card_html(self) -> bytes:
+        return self._card_file("card_html")
+
+    def card_json(self) -> bytes:
+        return self._card_file("card_json")
+
+    def _card_file(self, key: str) -> bytes:
+        record = self.manifest["artifacts"].get(key)
+        if record is None:
+            raise InputError(
+                f"{self.model_info['name']} v{self.model_info['version']} has no model card: it was packaged before "
+                "deploykit made cards; package the model again to serve one", status=404)
+        return read_verified(self.directory / record["file"], record["sha256"])

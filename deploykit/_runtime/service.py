@@ -15,7 +15,7 @@ import bentoml
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from .errors import InputError
+from .errors import InputError, IntegrityError
 from .jsonschema import instance_schema
 from .model import ModelRuntime, default_package_dir, read_manifest
 
@@ -92,6 +92,26 @@ async def schema() -> Response:
 @app.get("/info", summary="Package manifest: name, version, schema, parity, requirements")
 async def info() -> Response:
     return JSONResponse(_runtime().manifest)
+
+
+def _card(read: Callable[[ModelRuntime], bytes], media_type: str) -> Response:
+    try:
+        return Response(read(_runtime()), media_type=media_type)
+    except InputError as exc:
+        return _error(exc.status, str(exc), exc.details)
+    except IntegrityError:
+        logger.exception("model card failed its sha256 check")
+        return _error(500, "the model card on this server failed its sha256 check and is not served; see the service logs")
+
+
+@app.get("/card", summary="The model card, as one self-contained HTML page")
+async def card() -> Response:
+    return _card(ModelRuntime.card_html, "text/html; charset=utf-8")
+
+
+@app.get("/card.json", summary="The model card as JSON; its model_card_toolkit key is a Model Card Toolkit v0.0.2 card")
+async def card_json() -> Response:
+    return _card(ModelRuntime.card_json, "application/json")
 
 
 @bentoml.service(

@@ -1,0 +1,116 @@
+"""The Model Card Toolkit view of a card: the section of the JSON envelope valid against MCT schema v0.0.2.
+
+MCT's schema allows no properties beyond its own at the root and wants metric values and bounds as
+strings; everything else deploykit knows lives beside it in the envelope.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlparse
+
+SCHEMA_VERSION = "0.0.2"
+
+
+def _text(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def to_mct(card: dict) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model_details": _details(card),
+        "model_parameters": _parameters(card),
+        "quantitative_analysis": _quantitative(card),
+        "considerations": _considerations(card),
+    }
+
+
+def _details(card: dict) -> dict:
+    md = card["model_details"]
+    details = {
+        "name": md["name"],
+        "overview": md["overview"] or f"{md['task']} model {md['estimator'].rsplit('.', 1)[-1]}, packaged by deploykit",
+        "documentation": md["description"] or card["intended_use"]["summary"],
+        "owners": [{k: v for k, v in owner.items() if v} for owner in md["owners"]],
+        "version": {"name": md["version"], "date": md["created"][:10], "diff": card["changelog"]["summary"]},
+        "references": [{"reference": url} for url in md["references"] if urlparse(url).scheme in ("http", "https")],
+        "path": f"model/{md['artifact']['file']}",
+    }
+    if md["license"]:
+        details["licenses"] = [{"identifier": md["license"]}]
+    return details
+
+
+def _parameters(card: dict) -> dict:
+    io, data = card["io"], card["data"]
+    datasets = []
+    for role in ("training", "evaluation"):
+        facts = data[role]
+        if facts is None:
+            continue
+        dataset = {"name": f"{role} data", "description": f"{facts['rows']} rows; sha256 {facts['sha256']}"}
+        if role == "evaluation" and data["sensitive_features"]:
+            dataset["sensitive"] = {"sensitive_data": list(data["sensitive_features"])}
+        datasets.append(dataset)
+    return {
+        "model_architecture": card["model_details"]["architecture"],
+        "data": datasets,
+        "input_format": 'JSON: {"instances": [{column: value, ...}, ...]}; one object per row, described by the '
+                        "JSON Schema at GET /schema",
+        "input_format_map": [{"key": f["name"], "value": _feature_text(f)} for f in data["features"]],
+        "output_format": io["output"]["predictions"],
+        "output_format_map": [{"key": k, "value": v} for k, v in io["output"].items() if v],
+    }
+
+
+def _feature_text(feature: dict) -> str:
+    text = f"{feature['kind']} ({feature['dtype']})"
+    if feature["categories"] is not None:
+        return text + ": one of " + json.dumps(feature["categories"][:20])
+    if feature["min"] is not None:
+        return text + f", observed {feature['min']} to {feature['max']}"
+    return text
+
+
+def _quantitative(card: dict) -> dict:
+    metrics = []
+    evaluation = card["evaluation"]
+    if evaluation.get("available"):
+        for m in evaluation["metrics"]:
+            if m["value"] is None:
+                continue
+            metric = {"type": m["name"], "value": _text(m["value"]), "slice": "held-out"}
+            if m["ci_low"] is not None:
+                metric["confidence_interval"] = {"lower_bound": _text(m["ci_low"]), "upper_bound": _text(m["ci_high"])}
+            metrics.append(metric)
+    fairness = card["fairness"]
+    if fairness.get("available"):
+        analyses = fairness["by_feature"] + ([fairness["intersection"]] if fairness["intersection"] else [])
+        for analysis in analyses:
+            for group in analysis["groups"]:
+                metrics += [{"type": name, "value": _text(group[name]), "slice": group["group"]}
+                            for name in fairness["metrics"] if group[name] is not None]
+            metrics += [{"type": name, "value": _text(value), "slice": " × ".join(analysis["features"])}
+                        for name, value in analysis["differences"].items() if value is not None]
+    graphics = [{"name": p["title"], "image": p["png"]} for p in card["plots"].values()]
+    return {
+        "performance_metrics": metrics,
+        "graphics": {"description": "plots of the held-out evaluation, group metrics and SHAP values", "collection": graphics},
+    }
+
+
+def _considerations(card: dict) -> dict:
+    use, risks = card["intended_use"], card["risks"]
+    limitations = risks["limitations"] + [hint["message"] for hint in risks["hints"]]
+    return {
+        "users": [{"description": u} for u in use["users"]],
+        "use_cases": [{"description": u} for u in use["primary_uses"]]
+        + [{"description": f"out of scope: {u}"} for u in use["out_of_scope"]],
+        "limitations": [{"description": text} for text in limitations],
+        "tradeoffs": [{"description": t} for t in risks["tradeoffs"]],
+        "ethical_considerations": [
+            {k: v for k, v in {"name": r["name"], "mitigation_strategy": r["mitigation"]}.items() if v}
+            for r in risks["risks"]
+        ],
+    }
