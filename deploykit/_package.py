@@ -8,7 +8,7 @@ import platform
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -161,6 +161,7 @@ def package(
     card: dict | None = None,
     profile: str | None = None,
     verbose: bool = True,
+    progress: Callable[[dict], None] | None = None,
 ) -> Package:
     """Capture a fitted model, check it reloads identically, and build its BentoML bento.
 
@@ -179,6 +180,11 @@ def package(
         Serve SHAP explanations at ``/explain``.
     max_batch : int
         Largest number of rows one request may carry.
+    verbose : bool
+        Print each stage as it ends.
+    progress : callable, optional
+        Receives stage and log events (see :mod:`deploykit._progress`); raising KeyboardInterrupt
+        from it cancels cleanly.
     sensitive_features : list of str, Series or DataFrame, optional
         Attributes to measure the model's fairness across, on the held-out rows: column names of
         ``X_test`` (which may be columns the model does not use), or values aligned with ``X_test``.
@@ -200,7 +206,7 @@ def package(
     True
     """
     name = _paths.check_name(name)
-    progress = Progress(f"package {name}", enabled=verbose)
+    progress = Progress(f"package {name}", enabled=verbose, listener=progress)
     with progress.stage("capture", type(model).__name__):
         frame = as_frame(X_train, what="X_train")
         facts = _capture.inspect_model(model, frame, from_array=not isinstance(X_train, pd.DataFrame))
@@ -360,6 +366,7 @@ def _metrics(model, facts, test, y_test) -> dict:
 
         return {"r2": float(r2_score(truth, predicted)), "mae": float(mean_absolute_error(truth, predicted)), "rows": len(truth)}
     return {"accuracy": float(np.mean(predicted == truth)), "rows": len(truth)}
+
 
 def _card_plan(card, profile, sensitive_features, X_test, test, y_test) -> dict:
     """Check the card's arguments before the slow steps; the card itself is made after the parity check."""
