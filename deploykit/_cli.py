@@ -41,6 +41,7 @@ def build_parser(prog: str = "deploykit") -> argparse.ArgumentParser:
     deploy.add_argument("--port", type=int, help="port to serve on (default: a free one)")
     deploy.add_argument("--base-image", help="docker: base image (default: $DEPLOYKIT_BASE_IMAGE, config, python:X.Y-slim)")
     deploy.add_argument("--no-explain", dest="explain", action="store_false", help="do not serve /explain")
+    deploy.add_argument("--panel", action="store_true", help="%%deploy only: open the deploy panel widget with this model and data")
     deploy.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
 
     sub.add_parser("list", help="list running deployments").add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
