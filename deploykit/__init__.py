@@ -34,11 +34,13 @@ if TYPE_CHECKING:
     from ._deploy import Deployment, deploy, deployments
     from ._docker.build import Image
     from ._package import Package, package
+    from ._panel import DeployPanel
 
 __all__ = [
     "CardValidationError",
     "ConfigError",
     "DeployKitError",
+    "DeployPanel",
     "Deployment",
     "DeploymentError",
     "DockerUnavailableError",
@@ -67,6 +69,7 @@ _LAZY = {
     "Deployment": "._deploy",
     "deploy": "._deploy",
     "deployments": "._deploy",
+    "DeployPanel": "._panel",
     "Image": "._docker.build",
 }
 

@@ -9,6 +9,7 @@ PUBLIC = [
     "CardValidationError",
     "ConfigError",
     "DeployKitError",
+    "DeployPanel",
     "Deployment",
     "DeploymentError",
     "DockerUnavailableError",
