@@ -370,17 +370,9 @@ def _metrics(model, facts, test, y_test) -> dict:
 
 def _card_plan(card, profile, sensitive_features, X_test, test, y_test) -> dict:
     """Check the card's arguments before the slow steps; the card itself is made after the parity check."""
-    from ._card._data import sensitive_frame
-    from ._card._fields import read_user_fields
-    from ._card._profiles import check_profile
+    from ._card._attach import plan
 
-    check_profile(profile)
-    sensitive, notes = sensitive_frame(sensitive_features, X_test, test)
-    if sensitive is not None and y_test is None:
-        from .exceptions import ConfigError
-
-        raise ConfigError("sensitive_features needs y_test: group metrics compare predictions with the true labels")
-    return {"user": read_user_fields(card), "profile": profile, "sensitive": sensitive, "sensitive_notes": notes}
+    return plan(card, profile, sensitive_features, X_test, test, y_test)
 
 
 def _make_card(model, manifest, work, frame, y_train, test, y_test, plan) -> None:

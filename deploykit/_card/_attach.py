@@ -16,6 +16,24 @@ from ._profiles import ERROR, Finding, validate
 FILES = {"card_json": "json", "card_html": "html", "card_markdown": "markdown"}
 
 
+def plan(card: dict | None, profile: str | None, sensitive_features, X_test, test, y_test) -> dict:
+    """Check ``package()``'s card arguments up front; return what :class:`CardInputs` takes from them."""
+    import importlib.util
+
+    from ..exceptions import ConfigError
+    from ._data import sensitive_frame
+    from ._fields import read_user_fields
+    from ._profiles import check_profile
+
+    check_profile(profile)
+    sensitive, notes = sensitive_frame(sensitive_features, X_test, test)
+    if sensitive is not None and y_test is None:
+        raise ConfigError("sensitive_features needs y_test: group metrics compare predictions with the true labels")
+    if sensitive is not None and importlib.util.find_spec("fairlearn") is None:
+        raise ConfigError("sensitive_features needs fairlearn for the group metrics: pip install 'deploykit[card]'")
+    return {"user": read_user_fields(card), "profile": profile, "sensitive": sensitive, "sensitive_notes": notes}
+
+
 def attach(inputs: CardInputs) -> ModelCard:
     """Build the card, write it beside the model in ``inputs.model_dir``, and record it in the manifest.
 

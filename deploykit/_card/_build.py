@@ -207,12 +207,19 @@ def _evaluation(inputs: CardInputs, predicted, proba, plots: dict) -> dict:
     result = {"available": True, **evaluate(y_true, predicted, proba, m["task"], m.get("classes"))}
     by_name = {metric["name"]: metric for metric in result["metrics"]}
     if m["task"] == "regression":
-        plots["residuals"] = _plots.residuals(y_true, predicted)
+        _draw(plots, "residuals", _plots.residuals, y_true, predicted)
     else:
         if by_name["roc_auc"]["value"] is not None:
-            plots["roc"] = _plots.roc(y_true, proba, m["task"], m["classes"], by_name)
-        plots["confusion_matrix"] = _plots.confusion(result["confusion_matrix"]["matrix"], result["confusion_matrix"]["labels"])
+            _draw(plots, "roc", _plots.roc, y_true, proba, m["task"], m["classes"], by_name)
+        matrix = result["confusion_matrix"]
+        _draw(plots, "confusion_matrix", _plots.confusion, matrix["matrix"], matrix["labels"])
     return result
+
+
+def _draw(plots: dict, name: str, draw, *args) -> None:
+    """Add a plot, unless matplotlib (the ``card`` extra) is missing: the card then says so instead."""
+    if _plots.available():
+        plots[name] = draw(*args)
 
 
 def _fairness(inputs: CardInputs, predicted, plots: dict) -> dict:
@@ -223,7 +230,7 @@ def _fairness(inputs: CardInputs, predicted, plots: dict) -> dict:
     from ._fairness import fairness
 
     section = fairness(inputs.y_test, predicted, inputs.sensitive, inputs.manifest["task"], inputs.manifest.get("classes"))
-    plots["fairness"] = _plots.fairness(section)
+    _draw(plots, "fairness", _plots.fairness, section)
     return section
 
 
@@ -243,7 +250,8 @@ def _explainability(inputs: CardInputs, plots: dict) -> dict:
     section, values = global_importance(inputs.model, m, background, validator.frame(usable))
     if values is not None:
         section["rows_from"] = "held-out data" if inputs.test is not None else "training data"
-        plots["shap_summary"] = _plots.shap_summary(values["names"], values["values"], values["frame"], section["ranking"], section["output"])
+        _draw(plots, "shap_summary", _plots.shap_summary, values["names"], values["values"], values["frame"],
+              section["ranking"], section["output"])
     return section
 
 
@@ -298,6 +306,8 @@ def _hints(card: dict, m: dict) -> list[dict]:
     if m["artifacts"]["model"]["format"] == artifacts.CLOUDPICKLE:
         add("serialisation", "the model is stored with cloudpickle, which runs code when loaded; deploykit verifies its "
                              "sha256 first, so only load packages whose manifest you trust")
+    if not _plots.available():
+        add("plots", "the card has no plots because matplotlib is not installed: pip install 'deploykit[card]'")
     if card["explainability"].get("kind") == "kernel":
         add("explanations", "explanations use Kernel SHAP, an approximation over a background sample")
     return hints

@@ -21,6 +21,7 @@ def evaluate(y_true, predicted, proba, task: str, classes: list | None, *, seed:
     bounds = bootstrap(y_true, predicted, proba, task, classes, seed=seed)
     result = {
         "rows": int(len(y_true)),
+        "average": None,
         "n_bootstrap": N_BOOTSTRAP,
         "confidence": CONFIDENCE,
         "metrics": [

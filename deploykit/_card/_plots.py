@@ -16,6 +16,12 @@ PALETTE = ["#2e86ab", "#d1495b", "#edae49", "#66a182", "#8d6a9f", "#00798c", "#f
 DPI = 110
 
 
+def available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def _figure(width: float = 5.6, height: float = 3.8):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
