@@ -17,7 +17,7 @@ from ._runtime import artifacts
 from .exceptions import SchemaError, UnsupportedModelError
 
 # Always needed to serve, whatever the model is.
-SERVING_STACK = ("bentoml", "fastapi", "numpy", "pandas", "uvloop", "httptools")
+SERVING_STACK = ("bentoml", "fastapi", "numpy", "pandas", "uvloop", "httptools", "orjson")
 
 
 @dataclass
@@ -215,7 +215,8 @@ def dependency_closure(direct: list[str] | set[str]) -> dict[str, str]:
     return dict(sorted(found.values(), key=lambda kv: kv[0].lower()))
 
 
-def requirements(facts: ModelFacts, fmt: str, runtime_modules: list[str], *, explain: bool) -> tuple[list[str], list[str]]:
+def requirements(facts: ModelFacts, fmt: str, runtime_modules: list[str], *, explain: bool,
+                 extra: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """The pinned requirement set and its full lock.
 
     Direct requirements are the libraries the model's objects come from, the serialisation format,
@@ -223,7 +224,8 @@ def requirements(facts: ModelFacts, fmt: str, runtime_modules: list[str], *, exp
     everything those need, as installed here, so the image reproduces the environment parity ran in.
     """
     loaded = set(runtime_modules) & (facts.mentioned_modules | set(facts.libraries_modules))
-    direct = set(facts.libraries) | set(distributions_of(loaded | set(SERVING_STACK) | {fmt} | ({"shap"} if explain else set())))
+    wanted = loaded | set(SERVING_STACK) | {fmt} | set(extra) | ({"shap"} if explain else set())
+    direct = set(facts.libraries) | set(distributions_of(wanted))
     direct.discard("deploykit")  # the runtime is copied into the bento, not installed
     lock = dependency_closure(direct)
     lock.pop("deploykit", None)

@@ -32,6 +32,9 @@ frame = runtime.frame({"instances": json.load(open(rows_path))})
 out = {"predictions": runtime.predict(frame)["predictions"], "load_seconds": loaded}
 if runtime.task != "regression":
     out["probabilities"] = runtime.predict_proba(frame)["probabilities"]
+if runtime.fast is not None:
+    labels, probabilities = runtime.fast.run(runtime.columns({"instances": json.load(open(rows_path))}))
+    out["fast"] = {"predictions": labels, "probabilities": None if probabilities is None else probabilities.tolist()}
 if runtime.manifest.get("explainer") and explain_rows:
     out["explanation"] = runtime.explain(frame.iloc[:explain_rows])
 out["modules"] = sorted({name.split(".")[0] for name in sys.modules})
@@ -140,3 +143,24 @@ def raise_on_mismatch(result: ParityResult) -> None:
         "custom code that reads notebook variables.",
         parity=result,
     )
+
+
+def check_fast_path(expected_labels, expected_proba, child: dict, config: dict | None, task: str) -> None:
+    """The fast path, as the clean process ran it, must agree with the notebook within its tolerance."""
+    if not config or not config.get("enabled"):
+        return
+    if "fast" not in child:
+        raise ParityError("the package enables its fast path but the clean process could not load it")
+    got, expected = child["fast"]["predictions"], np.asarray(expected_labels).tolist()
+    tolerance = config["tolerance"]
+    if task == "regression":
+        diff = np.abs(np.asarray(got, dtype="float64") - np.asarray(expected, dtype="float64"))
+        bad = bool((diff / np.maximum(1.0, np.abs(np.asarray(expected, dtype="float64"))) > tolerance).any())
+    else:
+        gap = np.abs(np.asarray(child["fast"]["probabilities"]) - np.asarray(expected_proba)).max()
+        bad = got != expected or gap > tolerance
+    if bad:
+        raise ParityError(
+            "parity check failed on the compiled fast path in a clean process, although it passed in the "
+            "notebook; package again with fast_path=False and report this"
+        )

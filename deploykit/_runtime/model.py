@@ -28,9 +28,29 @@ def read_manifest(directory: str | Path) -> dict:
     return json.loads((Path(directory) / MANIFEST).read_text())
 
 
+try:  # orjson parses and writes JSON several times faster than the standard library
+    import orjson
+
+    def dumps(payload: Any) -> bytes:
+        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def _loads(body: bytes) -> Any:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return json.loads(body)  # NaN and Infinity, which clients built on json.dumps send
+
+except ImportError:  # pragma: no cover - orjson is in the serving requirements
+
+    def dumps(payload: Any) -> bytes:
+        return json.dumps(payload).encode()
+
+    _loads = json.loads
+
+
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return _loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"the request body is not valid JSON: {exc}", status=400) from None
 
@@ -52,19 +72,50 @@ class ModelRuntime:
         self.model_info = {"name": manifest["name"], "version": manifest["version"]}
         self.to_input = (lambda frame: frame.to_numpy()) if manifest.get("input_kind") == "array" else (lambda frame: frame)
         self._explainer = None
+        self.fast = None
+        self.path = "sklearn"  # which path answers /predict and /predict_proba: "onnx" or "sklearn"
+
+    def use_fast_path(self) -> None:
+        """Serve from the compiled model when the package proved it (``DEPLOYKIT_FAST_PATH=0`` turns it off)."""
+        config = self.manifest.get("serving", {}).get("fast_path") or {}
+        if not config.get("enabled") or os.environ.get("DEPLOYKIT_FAST_PATH", "1") == "0":
+            return
+        from .fastpath import FastPath
+
+        self.fast = FastPath(self.directory, config, self.manifest["schema"], self.task)
+        self.path = "onnx"
 
     @classmethod
     def load(cls, directory: str | Path | None = None) -> ModelRuntime:
         directory = Path(directory) if directory is not None else default_package_dir()
         manifest = read_manifest(directory)
         model = load_model(directory, manifest["artifacts"]["model"])
-        return cls(directory, manifest, model)
+        runtime = cls(directory, manifest, model)
+        runtime.use_fast_path()
+        return runtime
 
     # -- requests -------------------------------------------------------------------------------------
+    def columns(self, body: bytes | dict) -> dict[str, list]:
+        """Parse and validate a request body into checked column values; raises :class:`InputError`."""
+        parsed = parse_json(body) if isinstance(body, (bytes, str)) else body
+        return self.validator.columns_of(self.validator.instances(parsed))
+
     def frame(self, body: bytes | dict):
         """Parse and validate a request body into the model's DataFrame; raises :class:`InputError`."""
-        parsed = parse_json(body) if isinstance(body, (bytes, str)) else body
-        return self.validator.frame(self.validator.instances(parsed))
+        return self.validator.build(self.columns(body))
+
+    def labels(self, columns: dict[str, list]) -> list:
+        """Predictions for checked columns, from the fast path when it serves."""
+        if self.fast is not None:
+            return self.fast.run(columns)[0]
+        return jsonable(self.model.predict(self.to_input(self.validator.build(columns))))
+
+    def probabilities(self, columns: dict[str, list]) -> list:
+        if self.task == "regression":
+            raise InputError("predict_proba is only served for classifiers; this model is a regressor", status=404)
+        if self.fast is not None:
+            return self.fast.run(columns)[1].tolist()
+        return jsonable(self.model.predict_proba(self.to_input(self.validator.build(columns))))
 
     def predict(self, frame) -> dict:
         return {"predictions": jsonable(self.model.predict(self.to_input(frame))), "model": self.model_info}

@@ -127,10 +127,13 @@ class InstanceValidator:
         return values
 
     def frame(self, rows: list):
-        """Build the pandas DataFrame with the training dtypes, from already-checked rows."""
+        """Check ``rows`` and build the pandas DataFrame with the training dtypes."""
+        return self.build(self.columns_of(rows))
+
+    def build(self, values: dict[str, list]):
+        """The DataFrame with the training dtypes, from checked column values."""
         import pandas as pd
 
-        values = self.columns_of(rows)
         data = {column["name"]: _series(column, values[column["name"]]) for column in self.columns}
         return pd.DataFrame(data, columns=self.names)
 

@@ -8,16 +8,18 @@ server, workers, ``/livez``, ``/readyz``, ``/metrics`` and the OpenAPI page at `
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import bentoml
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import Response
 
 from .errors import InputError, IntegrityError
 from .jsonschema import instance_schema
-from .model import ModelRuntime, default_package_dir, read_manifest
+from .model import ModelRuntime, default_package_dir, dumps, read_manifest
 
 logger = logging.getLogger("deploykit.service")
 MANIFEST = read_manifest(default_package_dir())
@@ -53,15 +55,89 @@ def _runtime() -> ModelRuntime:
     return _state["runtime"]
 
 
-def _error(status: int, message: str, details: list | None = None) -> JSONResponse:
-    return JSONResponse({"error": message, "details": details or []}, status_code=status)
+def _json(payload: Any, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(dumps(payload), status_code=status, media_type="application/json", headers=headers)
 
 
-async def _answer(request: Request, action: Callable[[ModelRuntime, Any], dict]) -> Response:
+def _error(status: int, message: str, details: list | None = None) -> Response:
+    return _json({"error": message, "details": details or []}, status)
+
+
+class Coalescer:
+    """Runs one model call at a time in a worker thread; requests that arrive meanwhile go together in
+    the next call. A request that finds the model idle is dispatched at once, so coalescing never adds
+    latency at low load, and at high load one call (a fixed few milliseconds for tree ensembles,
+    whatever the row count) answers many requests."""
+
+    def __init__(self, call: Callable[[dict], list]) -> None:
+        self.call = call
+        self.waiting: list[tuple[dict, int, asyncio.Future]] = []
+        self.busy = False
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploykit-model")
+
+    async def submit(self, columns: dict, rows: int) -> tuple[list, int]:
+        """This request's results, and how many rows the model call that answered it had."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.waiting.append((columns, rows, future))
+        if not self.busy:
+            self.busy = True
+            loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting, []
+                merged = {name: [v for cols, _, _ in batch for v in cols[name]] for name in batch[0][0]}
+                try:
+                    results = await loop.run_in_executor(self.executor, self.call, merged)
+                except Exception:
+                    await self._one_by_one(batch)  # one request's failure must not fail the others
+                    continue
+                start, total = 0, sum(rows for _, rows, _ in batch)
+                for _, rows, future in batch:
+                    if not future.done():
+                        future.set_result((results[start:start + rows], total))
+                    start += rows
+        finally:
+            self.busy = False
+
+    async def _one_by_one(self, batch: list) -> None:
+        loop = asyncio.get_running_loop()
+        for columns, _, future in batch:
+            try:
+                result = await loop.run_in_executor(self.executor, self.call, columns)
+                future.set_result((result, len(result)))
+            except Exception as exc:  # noqa: BLE001 - handed to the request that caused it
+                future.set_exception(exc)
+
+
+_coalescers: dict[str, Coalescer] = {}
+
+
+def _coalescer(kind: str, runtime: ModelRuntime) -> Coalescer:
+    if kind not in _coalescers:
+        _coalescers[kind] = Coalescer(runtime.labels if kind == "predict" else runtime.probabilities)
+    return _coalescers[kind]
+
+
+async def _model_call(request: Request, kind: str) -> Response:
     runtime = _runtime()
     try:
-        frame = runtime.frame(await request.body())
-        return JSONResponse(action(runtime, frame))
+        columns = runtime.columns(await request.body())
+        rows = len(next(iter(columns.values()))) if columns else 0
+        if kind == "explain":
+            payload, path, batch = runtime.explain(runtime.validator.build(columns)), "shap", rows
+        elif runtime.fast is not None:  # microseconds: answer inline, no thread hand-off
+            values = runtime.labels(columns) if kind == "predict" else runtime.probabilities(columns)
+            payload, path, batch = _payload(kind, values, runtime), runtime.path, rows
+        else:
+            values, batch = await _coalescer(kind, runtime).submit(columns, rows)
+            payload, path = _payload(kind, values, runtime), runtime.path
+        # which path answered, and how many rows the model call had (more than sent: coalesced)
+        return _json(payload, headers={"x-deploykit-path": path, "x-deploykit-batch": str(batch)})
     except InputError as exc:
         return _error(exc.status, str(exc), exc.details)
     except Exception as exc:  # a model failure is ours to report, never a stack trace over HTTP
@@ -69,29 +145,35 @@ async def _answer(request: Request, action: Callable[[ModelRuntime, Any], dict])
         return _error(500, f"the model failed on this request: {type(exc).__name__}; see the service logs")
 
 
+def _payload(kind: str, values: list, runtime: ModelRuntime) -> dict:
+    if kind == "predict":
+        return {"predictions": values, "model": runtime.model_info}
+    return {"probabilities": values, "classes": runtime.classes, "model": runtime.model_info}
+
+
 @app.post("/predict", summary="Predict one label or value per instance", openapi_extra=_BODY)
 async def predict(request: Request) -> Response:
-    return await _answer(request, ModelRuntime.predict)
+    return await _model_call(request, "predict")
 
 
 @app.post("/predict_proba", summary="Class probabilities per instance (classifiers)", openapi_extra=_BODY)
 async def predict_proba(request: Request) -> Response:
-    return await _answer(request, ModelRuntime.predict_proba)
+    return await _model_call(request, "predict_proba")
 
 
 @app.post("/explain", summary="SHAP values per instance on the original columns", openapi_extra=_BODY)
 async def explain(request: Request) -> Response:
-    return await _answer(request, ModelRuntime.explain)
+    return await _model_call(request, "explain")
 
 
 @app.get("/schema", summary="JSON Schema of one instance")
 async def schema() -> Response:
-    return JSONResponse(_runtime().json_schema())
+    return _json(_runtime().json_schema())
 
 
 @app.get("/info", summary="Package manifest: name, version, schema, parity, requirements")
 async def info() -> Response:
-    return JSONResponse(_runtime().manifest)
+    return _json(_runtime().manifest)
 
 
 def _card(read: Callable[[ModelRuntime], bytes], media_type: str) -> Response:
@@ -118,6 +200,7 @@ async def card_json() -> Response:
     name=MANIFEST["service_name"],
     workers=MANIFEST.get("serving", {}).get("workers", 1),
     traffic={"timeout": 120},
+    logging={"access": {"enabled": MANIFEST.get("serving", {}).get("access_log", False)}},
 )
 @bentoml.asgi_app(app, path="/")
 class DeployKitService:
