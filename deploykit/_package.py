@@ -156,6 +156,7 @@ def package(
     X_test: Any = None,
     y_test: Any = None,
     explain: bool = True,
+    fast_path: bool = True,
     max_batch: int = 1000,
     sensitive_features: Any = None,
     card: dict | None = None,
@@ -178,6 +179,10 @@ def package(
         Labels, and held-out data used for the parity check and metrics.
     explain : bool
         Serve SHAP explanations at ``/explain``.
+    fast_path : bool
+        Try the compiled fast path (ONNX Runtime): it serves only if it gives the same label on every
+        test row and probabilities within 1e-5; ``Package.manifest["serving"]["fast_path"]`` says
+        whether it was chosen and why.
     max_batch : int
         Largest number of rows one request may carry.
     verbose : bool
@@ -223,6 +228,14 @@ def package(
     shutil.rmtree(work, ignore_errors=True)
     try:
         manifest = _write(model, facts, fmt, schema, frame, test, work, name, version, explain, progress, y_test)
+        if fast_path:
+            with progress.stage("fast path", "ONNX Runtime, checked on every test row"):
+                from ._fastpath import plan_fast_path
+
+                manifest["serving"]["fast_path"] = plan_fast_path(
+                    model, facts, schema, test if test is not None else frame, work / "model"
+                )
+                _write_manifest(work, manifest)
         _check_parity(model, facts, schema, frame, test, work, manifest, explain, progress)
         with progress.stage("card", "model card"):
             _make_card(model, manifest, work, frame, y_train, test, y_test, card_plan)
@@ -346,10 +359,12 @@ def _check_parity(model, facts, schema, frame, test, work, manifest, explain, pr
         expected_proba = model.predict_proba(X_in) if facts.task != "regression" else None
         child = _parity.run_child(work, replay, explain_rows=3 if explain else 0)
         result = _parity.compare(expected, expected_proba, child, facts.task)
+        _parity.check_fast_path(expected, expected_proba, child, manifest["serving"].get("fast_path"), facts.task)
         result.skipped_rows = min(len(candidates), PARITY_ROWS) - len(keep) if len(keep) < PARITY_ROWS else 0
         manifest["parity"] = result.to_dict()
         manifest["requirements"], manifest["lock"] = _capture.requirements(
-            facts, manifest["artifacts"]["model"]["format"], child["modules"], explain=explain
+            facts, manifest["artifacts"]["model"]["format"], child["modules"], explain=explain,
+            extra=("onnxruntime",) if manifest["serving"].get("fast_path", {}).get("enabled") else (),
         )
         _write_manifest(work, manifest)
         _parity.raise_on_mismatch(result)
