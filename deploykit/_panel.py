@@ -178,7 +178,8 @@ def _error_html(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines() or [type(exc).__name__]
     ours = isinstance(exc, DeployKitError)
     more = "\n".join(lines[1:]) if ours else "".join(traceback.format_exception(exc))
-    return render("display/panel_error.html.j2", kind=type(exc).__name__, headline=lines[0], more=more)
+    findings = getattr(exc, "findings", None) or []  # CardValidationError: what to fill, field by field
+    return render("display/panel_error.html.j2", kind=type(exc).__name__, headline=lines[0], more=more, findings=findings)
 
 
 class DeployPanel:
