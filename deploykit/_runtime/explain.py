@@ -144,14 +144,14 @@ class Explainer:
     def explain(self, frame) -> dict:
         matrix = self._matrix(frame)
         n = len(frame)
-        if self.kind == KERNEL:
-            raw = self._shap.shap_values(matrix, silent=True)
-            values, base = np.asarray(raw, dtype="float64"), np.asarray(self._shap.expected_value, dtype="float64")
-            base = np.broadcast_to(base, (n,) + base.shape)
-        else:
-            explanation = self._shap(matrix, check_additivity=False) if self.kind == TREE else self._shap(matrix)
-            values = np.asarray(explanation.values, dtype="float64")
-            base = np.asarray(explanation.base_values, dtype="float64").reshape((n,) + values.shape[2:])
+        # shap_values() skips building an Explanation object: the cheapest call SHAP offers
+        options = {KERNEL: {"silent": True}, TREE: {"check_additivity": False}, LINEAR: {}}[self.kind]
+        raw = self._shap.shap_values(matrix, **options)
+        if isinstance(raw, list):  # older SHAP: one array per class
+            raw = np.stack(raw, axis=-1)
+        values = np.asarray(raw, dtype="float64")
+        base = np.asarray(self._shap.expected_value, dtype="float64").reshape(values.shape[2:])
+        base = np.broadcast_to(base, (n,) + base.shape)
         picked = self._class_index(frame, n)
         if values.ndim == 3:  # one slice per class: keep the explained class of each row
             values = values[np.arange(n), :, picked]

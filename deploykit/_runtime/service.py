@@ -207,7 +207,13 @@ class DeployKitService:
     """Loads the package once per worker, before the worker reports ready."""
 
     def __init__(self) -> None:
+        import gc
+
         runtime = _runtime()
         if runtime.manifest.get("explainer"):
             runtime.explainer()  # build SHAP's explainer now, not on the first /explain request
+        # The model, SHAP and the libraries are loaded for good: move them out of the collector's way,
+        # so a full collection no longer walks them in the middle of a request (a latency tail).
+        gc.collect()
+        gc.freeze()
 
