@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -198,7 +199,7 @@ async def card_json() -> Response:
 
 @bentoml.service(
     name=MANIFEST["service_name"],
-    workers=MANIFEST.get("serving", {}).get("workers", 1),
+    workers=int(os.environ.get("DEPLOYKIT_WORKERS") or MANIFEST.get("serving", {}).get("workers", 1)),
     traffic={"timeout": 120},
     logging={"access": {"enabled": MANIFEST.get("serving", {}).get("access_log", False)}},
 )

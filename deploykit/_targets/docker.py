@@ -76,7 +76,8 @@ class DockerVersion:
     # -- starting ---------------------------------------------------------------------------------------
     @classmethod
     def start(cls, pkg: Any, *, name: str, port: int | None, base_image: str | None = None,
-              resources: dict | None = None, host: str = "127.0.0.1", verbose: bool = True) -> DockerVersion:
+              resources: dict | None = None, host: str = "127.0.0.1", verbose: bool = True,
+              env: dict | None = None) -> DockerVersion:
         image = ensure_image(pkg, base_image=base_image, verbose=verbose)
         network = ensure_network(name)
         front = next(iter(_find(name, "front")), None)
@@ -91,6 +92,7 @@ class DockerVersion:
             network=network.name,
             ports={f"{PORT}/tcp": ("127.0.0.1", None)},
             restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
+            environment=env or {},
             mem_limit=limits["memory"],
             nano_cpus=int(float(limits["cpus"]) * 1e9) if limits.get("cpus") else None,
             labels=_labels(name, "model", version=str(pkg.version), image=image.tag,

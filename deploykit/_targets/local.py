@@ -58,13 +58,13 @@ class LocalProcess:
         self.stop()
 
     @classmethod
-    def start(cls, bento_path: str, *, name: str, version: str, port: int | None) -> LocalProcess:
+    def start(cls, bento_path: str, *, name: str, version: str, port: int | None, env: dict | None = None) -> LocalProcess:
         if port is None:
             port = free_port()
         elif port_in_use(port):
             raise ConfigError(f"port {port} on 127.0.0.1 is already in use; pass another port, or port=None for a free one")
         log_path = _paths.logs_dir() / f"{name}-v{version}-{port}.log"
-        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "BENTOML_DO_NOT_TRACK": "true", "PYTHONUNBUFFERED": "1", **(env or {})}
         command = [sys.executable, "-m", "bentoml", "serve", bento_path, "--host", "127.0.0.1", "--port", str(port)]
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(
