@@ -491,7 +491,7 @@ def test_formats_and_save(binary, tmp_path):
                    "changelog", "validation"):
         assert f'<section id="{anchor}">' in html, anchor
     assert 'src="http' not in html and "<link" not in html and "<script" not in html  # self-contained
-    assert "@media print" in html
+    assert "@media print" in html and "&#34;" not in html.split("</style>")[0]  # CSS is not HTML-escaped
     assert "ModelCard card-churn" in repr(card) and "0 errors" in repr(card)
     assert "Model card" in card._repr_html_() and "data:image/png;base64," in card._repr_html_()
 
