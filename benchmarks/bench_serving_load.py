@@ -1,0 +1,140 @@
+"""Load for the serving benchmark: closed-loop JSON POSTs from a separate process on loopback.
+
+wrk (``apt-get install -y wrk``) with a generated Lua script is used when installed: its ``done()``
+hook prints the request count, every error class and the latency percentiles as one line. Without
+wrk, this module runs itself as a separate process with an asyncio + aiohttp client that keeps
+``concurrency`` requests in flight and reports the same fields (it saturates earlier than wrk, so
+the empty-endpoint floors read lower with it)::
+
+    python benchmarks/bench_serving_load.py URL BODY_FILE CONCURRENCY SECONDS
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+TIMEOUT_S = 30  # a request slower than this counts as a timeout error
+_MARK = "BENCH_RESULT "
+
+_LUA = """\
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [==[%(body)s]==]
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('%(mark)s{"requests": %%d, "seconds": %%.6f, "connect": %%d, "read": %%d, ' ..
+    '"write": %%d, "status": %%d, "timeout": %%d, "p50_ms": %%.4f, "p90_ms": %%.4f, "p99_ms": %%.4f, ' ..
+    '"max_ms": %%.4f}\\n',
+    summary.requests, summary.duration / 1e6, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50) / 1e3, latency:percentile(90) / 1e3, latency:percentile(99) / 1e3,
+    latency.max / 1e3))
+end
+"""
+
+
+def generator() -> str:
+    """'wrk <version>' or 'python aiohttp client (wrk not installed)'."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return "python asyncio+aiohttp client (wrk not installed)"
+    proc = subprocess.run([wrk, "--version"], capture_output=True, text=True)
+    return (proc.stdout + proc.stderr).split("Copyright")[0].strip() or "wrk"
+
+
+def run(url: str, body: bytes, concurrency: int, seconds: int) -> dict:
+    """One load run; returns requests, rps, p50/p90/p99/max ms and error counts (``errors`` is their sum)."""
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        if shutil.which("wrk"):
+            result = _wrk(url, body, concurrency, seconds, Path(tmp))
+        else:
+            body_file = Path(tmp) / "body.json"
+            body_file.write_bytes(body)
+            result = _subprocess([sys.executable, __file__, url, str(body_file), str(concurrency), str(seconds)], seconds)
+    result["errors"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    result["rps"] = result["requests"] / result["seconds"] if result["seconds"] else 0.0
+    return result
+
+
+def _wrk(url: str, body: bytes, concurrency: int, seconds: int, tmp: Path) -> dict:
+    text = body.decode()
+    if "]==]" in text:
+        raise ValueError("the request body cannot be embedded in a Lua long string")
+    script = tmp / "post.lua"
+    script.write_text(_LUA % {"body": text, "mark": _MARK})
+    threads = min(2, concurrency)
+    command = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", f"--timeout={TIMEOUT_S}s",
+               "--latency", "-s", str(script), url]
+    return _subprocess(command, seconds)
+
+
+def _subprocess(command: list[str], seconds: int) -> dict:
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=seconds + TIMEOUT_S + 30)
+    for line in proc.stdout.splitlines():
+        if line.startswith(_MARK):
+            return json.loads(line[len(_MARK):])
+    raise RuntimeError(f"load generator gave no result (exit {proc.returncode}): {proc.stdout[-500:]} {proc.stderr[-500:]}")
+
+
+# -- the fallback client, run as its own process ---------------------------------------------------
+async def _client(url: str, body: bytes, concurrency: int, seconds: float) -> dict:
+    import asyncio
+    import time
+
+    import aiohttp
+
+    counts = {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0}
+    latencies: list[float] = []
+    headers = {"Content-Type": "application/json"}
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        end = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < end:
+                started = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        if response.status > 399:
+                            counts["status"] += 1
+                except asyncio.TimeoutError:
+                    counts["timeout"] += 1
+                    continue
+                except aiohttp.ClientConnectorError:
+                    counts["connect"] += 1
+                    await asyncio.sleep(0.01)
+                    continue
+                except aiohttp.ClientError:
+                    counts["read"] += 1
+                    continue
+                latencies.append(time.perf_counter() - started)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q / 100 * len(latencies)))] * 1e3 if latencies else 0.0
+
+    return {"requests": len(latencies), "seconds": elapsed, **counts,
+            "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99), "max_ms": pct(100)}
+
+
+if __name__ == "__main__":
+    import asyncio
+
+    try:
+        from uvloop import run as run_loop
+    except ImportError:
+        run_loop = asyncio.run
+    url_, body_file_, concurrency_, seconds_ = sys.argv[1:5]
+    outcome = run_loop(_client(url_, Path(body_file_).read_bytes(), int(concurrency_), float(seconds_)))
+    print(_MARK + json.dumps(outcome), flush=True)
