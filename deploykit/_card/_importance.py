@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 # Kernel SHAP costs seconds per row; the exact explainers are cheap.
-ROWS = {"kernel": 40, "tree": 300, "linear": 300}
+ROWS = {"kernel": 20, "tree": 300, "linear": 300}
 
 
 def global_importance(model, manifest: dict, background: pd.DataFrame, rows: pd.DataFrame) -> tuple[dict, dict | None]:
