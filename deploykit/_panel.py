@@ -146,8 +146,8 @@ def _input_for(w, name: str, prop: dict, default: Any) -> _Input:
     kind, nullable = _types(prop)
     observed = prop.get("x-observed-range")
     tip = f"{prop.get('description', '')}" + (f"; observed {observed[0]} … {observed[1]}" if observed else "")
-    common = {"description": name, "tooltip": tip, "style": {"description_width": "130px"},
-              "layout": w.Layout(width="300px")}
+    common = {"description": name, "tooltip": tip, "style": {"description_width": "120px"},
+              "layout": w.Layout(width="290px")}
     if "enum" in prop:
         options = [("(missing)" if v is None else str(v), v) for v in prop["enum"]]
         value = default if default in prop["enum"] else prop["enum"][0]
@@ -230,12 +230,13 @@ class DeployPanel:
     # -- layout ---------------------------------------------------------------------------------------
     def _build(self, name: str, target: str) -> None:
         w = self._w
-        wide = {"style": {"description_width": "130px"}, "layout": w.Layout(width="420px")}
+        wide = {"style": {"description_width": "120px"}, "layout": w.Layout(width="395px")}
         self.name = w.Text(value=name, description="name", placeholder="e.g. churn", **wide).add_class("dk-name")
-        self.target = w.ToggleButtons(options=["local", "docker"], value=target, description="target",
-                                      style={"description_width": "130px", "button_width": "90px"}).add_class("dk-target")
-        self.explain = w.Checkbox(value=True, description="explanations (SHAP /explain)", indent=False).add_class("dk-explain")
-        form = [self.name, self.target, self.explain, *self._card_form(wide)]
+        self.target = w.Dropdown(options=["local", "docker"], value=target, description="target", **wide).add_class("dk-target")
+        self.explain = w.Checkbox(value=True, description="serve SHAP explanations", indent=True,
+                                  layout=w.Layout(width="395px")).add_class("dk-explain")
+        card_left, card_right = self._card_form(wide)
+        form = w.HBox([w.VBox([self.name, self.target, self.explain, *card_left]), w.VBox(card_right)]).add_class("dk-form")
         self.deploy_button = w.Button(description="Deploy", button_style="primary", icon="rocket").add_class("dk-deploy")
         self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True).add_class("dk-cancel")
         self.stop_button = w.Button(description="Stop service", icon="power-off", disabled=True).add_class("dk-stop")
@@ -257,33 +258,34 @@ class DeployPanel:
                                                    w.VBox([self.prediction, self.chart]).add_class("dk-result")]),
                             self.card_view], layout=w.Layout(display="none")).add_class("dk-live")
         head = w.HTML(render("display/panel_head.html.j2", css=read("display/style.css") + read("display/panel.css"),
-                             model=type(self.model).__name__, summary=self._data_summary()))
+                             model=type(self.model).__name__, summary=self._data_summary())).add_class("dk-head")
         buttons = w.HBox([self.deploy_button, self.cancel_button, self.stop_button, self.status]).add_class("dk-buttons")
         progress = w.HBox([self.stage_view, self.log_view]).add_class("dk-progress")
-        self.widget = w.VBox([head, w.VBox(form).add_class("dk-form"), buttons, self.error_box, progress, self.live]).add_class("dk-panel")
+        self.widget = w.VBox([head, form, buttons, self.error_box, progress, self.live]).add_class("dk-panel")
         self._show_error(None)
 
-    def _card_form(self, wide: dict) -> list:
-        """Sensitive features, card fields and profile: only the ones this deploykit's core accepts."""
-        w, fields = self._w, []
+    def _card_form(self, wide: dict) -> tuple[list, list]:
+        """Profile (left column), sensitive features and card fields (right): those this deploykit's core accepts."""
+        w, left, fields = self._w, [], []
+        tall = {**wide, "layout": w.Layout(width="395px", height="54px")}
         columns = list(getattr(self.X_test, "columns", []))
         if "sensitive_features" in self._options and columns and self.y_test is not None:
             self.sensitive = w.SelectMultiple(options=columns, rows=min(4, len(columns)), description="sensitive features",
                                               tooltip="group metrics in the model card (ctrl-click for several)", **wide)
             fields.append(self.sensitive.add_class("dk-sensitive"))
         if "card" in self._options:
-            self.intended_use = w.Textarea(description="intended use", placeholder="what the model is for, one per line", **wide)
+            self.intended_use = w.Textarea(description="intended use", placeholder="what the model is for, one per line", **tall)
             self.owners = w.Text(description="owners", placeholder="names or teams, comma-separated", **wide)
-            self.limitations = w.Textarea(description="limitations", placeholder="known weak spots, one per line", **wide)
+            self.limitations = w.Textarea(description="limitations", placeholder="known weak spots, one per line", **tall)
             fields += [self.intended_use.add_class("dk-intended-use"), self.owners.add_class("dk-owners"),
                        self.limitations.add_class("dk-limitations")]
         if "profile" in self._options:
             from ._card import PROFILES
 
-            self.profile = w.Dropdown(options=[("none", None), *((p, p) for p in PROFILES)], value=None,
-                                      description="card profile", **wide)
-            fields.append(self.profile.add_class("dk-profile"))
-        return fields
+            self.profile = w.Dropdown(options=[("none (do not gate)", ""), *((p, p) for p in PROFILES)], value="",
+                                      description="card profile", tooltip="refuse to deploy while the card has errors under it", **wide)
+            left.append(self.profile.add_class("dk-profile"))
+        return left, fields
 
     def _data_summary(self) -> str:
         train = f"{len(self.X_train):,} training rows" if hasattr(self.X_train, "__len__") else "training rows"
@@ -291,7 +293,9 @@ class DeployPanel:
         return train + test
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = repr(self)  # the VBox's own repr would print every child widget
+        return bundle
 
     def __repr__(self) -> str:
         live = f" · live at {self.deployment.url}" if self.deployment and not self.deployment.stopped else ""
