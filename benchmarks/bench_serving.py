@@ -46,14 +46,15 @@ C16_1 = [("predict", 1, 1), ("predict", 1, 16)]
 PLAN = [
     ("rf", "deploykit", PREDICT + [("explain", 1, 1), ("explain", 1, 16), ("explain", 100, 1)], 2),
     ("rf", "bentoml", PREDICT, 2),
-    ("rf", "bentoml-batching", PREDICT, 0),
-    ("rf", "mlflow", PREDICT, 0),
-    ("rf", "deploykit-other", [("predict", 1, 1), ("predict", 1, 16), ("predict", 100, 16), ("explain", 1, 1)], 0),
+    ("rf", "bentoml-batching", [("predict", 1, 1), ("predict", 1, 16), ("predict", 100, 16)], 0),
+    ("rf", "mlflow", [("predict", 1, 1), ("predict", 1, 16), ("predict", 100, 16)], 0),
+    ("rf", "deploykit-other", PREDICT + [("explain", 1, 1)], 0),
     ("rf", "fastapi", PREDICT, 0),
     ("rf", "fastapi-2w", [("predict", 1, 16), ("predict", 100, 16)], 0),
     ("rf", "fastapi-empty", C16_1, 0),
     ("rf", "bentoml-empty", C16_1, 0),
     ("rf", "bentoml-empty-2w", [("predict", 1, 16)], 0),
+    ("rf", "bentoml-asgi-empty", [("predict", 1, 16)], 0),
     ("hgb", "deploykit", PREDICT + [("explain", 1, 1)], 0),
     ("hgb", "bentoml", C16_1, 0),
     ("hgb", "fastapi", C16_1, 0),
@@ -79,7 +80,7 @@ class Settings:
     cold_repeats: bool
 
     def case_cost(self) -> float:
-        return self.warmup + self.repeats * self.duration + 0.8
+        return self.warmup + self.repeats * self.duration + 0.1 * (self.repeats + 1)
 
 
 FULL = Settings(warmup=1, repeats=3, duration=2, settle=2.0, floor_budget=1.0, cold_repeats=True)
@@ -234,17 +235,17 @@ def measure(run: Run, spec: servers.Spec, running: servers.Running, fitted, case
         for _ in range(run.cfg.repeats):
             runs.append(load.run(url, body, concurrency, run.cfg.duration))
         cores = (procs.tree_cpu_seconds(running.pgid) - cpu) / (time.monotonic() - wall)
-    errors = {k: sum(r[k] for r in runs) for k in ("connect", "read", "write", "status", "timeout")}
+    errors = {k: sum(r.get(k, 0) for r in runs) for k in load.ERROR_KINDS}
     result = {
         "model": fitted.key, "server": spec.key, "endpoint": endpoint, "rows": rows, "concurrency": concurrency,
         "rps": report.median([r["rps"] for r in runs]), "p50_ms": report.median([r["p50_ms"] for r in runs]),
-        "p99_ms": report.median([r["p99_ms"] for r in runs]), "max_ms": max(r["max_ms"] for r in runs),
+        "p99_ms": report.median([r["p99_ms"] for r in runs]), "max_ms": max((r["max_ms"] for r in runs if r["max_ms"] is not None), default=None),
         "requests": sum(r["requests"] for r in runs), "errors": sum(errors.values()),
         "error_detail": ", ".join(f"{k} {v}" for k, v in errors.items() if v), "warmup_errors": warm_errors,
         "rss_peak_mib": memory.peak, "cpu_cores": cores, "runs": runs,
     }
-    run.say(f"  {report.case_label(*case)}: {result['rps']:.0f} req/s, p50 {result['p50_ms']:.2f} ms, "
-            f"p99 {result['p99_ms']:.2f} ms, errors {result['errors']}, CPU {cores:.2f} cores")
+    run.say(f"  {report.case_label(*case)}: {report.fmt(result['rps'])} req/s, p50 {report.fmt(result['p50_ms'])} ms, "
+            f"p99 {report.fmt(result['p99_ms'])} ms, errors {result['errors']}, CPU {cores:.2f} cores")
     return result
 
 
@@ -292,6 +293,9 @@ def main(argv=None) -> int:
             run.floors[key] = models_mod.measure_floors(f, run.cfg.floor_budget)
         ctx = servers.Context(tmp=tmp, env=env, mlflow_python=mlflow_python(args))
         plan = resolve_plan(run, specs)
+        estimate = sum(specs[s].start_cost_s * (1 + c) + len(cs) * run.cfg.case_cost() for _, s, cs, c in plan)
+        run.say(f"{len(plan)} server starts, {sum(len(cs) for _, _, cs, _ in plan)} cases: about {estimate / 60:.1f} min "
+                f"on a quiet machine; optional cases are skipped past {args.budget_minutes:g} min")
         if any(server == "mlflow" for _, server, _, _ in plan):
             run.say("saving the models in MLflow's format")
             servers.save_mlflow_models(ctx, [fitted[m] for m in fitted])
@@ -299,8 +303,20 @@ def main(argv=None) -> int:
             run_server(run, ctx, specs[server], fitted[model], cases, cold)
     except KeyboardInterrupt:
         run.notes.append("interrupted: the report holds what ran before the interrupt")
+        run.say("interrupted: stopping servers, writing what was measured")
     finally:
         procs.stop_all()
+    try:
+        write_report(run, specs, keyword, load_start, {k: models_mod.MODELS[k] for k in run.floors})
+    finally:
+        if args.keep:
+            run.say(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def write_report(run: Run, specs: dict, keyword, load_start: tuple, models: dict) -> None:
     run.notes += _notes(run, keyword, load_start, specs)
     meta = {
         "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -308,7 +324,7 @@ def main(argv=None) -> int:
         "elapsed_s": run.elapsed,
         "machine": machine(),
         "facts": {
-            "models": "; ".join(f"{models_mod.MODELS[k]}: {models_mod.ESTIMATORS[k]}" for k in fitted)
+            "models": "; ".join(f"{models_mod.MODELS[k]}: {models_mod.ESTIMATORS[k]}" for k in models)
             + f", fitted on {models_mod.TRAIN_ROWS} rows × {models_mod.FEATURES} numeric features (make_classification, seed 0)",
             "versions": versions(),
             "load generator": f"{load.generator()}, separate process, loopback; c1 one connection, c16 16 kept-alive connections on 2 threads",
@@ -319,17 +335,12 @@ def main(argv=None) -> int:
         },
         "notes": run.notes,
     }
-    text = report.render(meta, run.floors, run.starts, run.results, specs, {k: models_mod.MODELS[k] for k in fitted})
+    text = report.render(meta, run.floors, run.starts, run.results, specs, models)
     print(text)
-    out = Path(args.out)
+    out = Path(run.args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     run.say(f"report written to {out}")
-    if args.keep:
-        run.say(f"kept {tmp}")
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 0
 
 
 def _notes(run: Run, keyword, load_start, specs) -> list[str]:

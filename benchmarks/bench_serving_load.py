@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 TIMEOUT_S = 30  # a request slower than this counts as a timeout error
+ERROR_KINDS = ("connect", "read", "write", "status", "timeout", "failed")  # failed: a run that gave no result
 _MARK = "BENCH_RESULT "
 
 _LUA = """\
@@ -56,7 +57,7 @@ def run(url: str, body: bytes, concurrency: int, seconds: int) -> dict:
             body_file = Path(tmp) / "body.json"
             body_file.write_bytes(body)
             result = _subprocess([sys.executable, __file__, url, str(body_file), str(concurrency), str(seconds)], seconds)
-    result["errors"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    result["errors"] = sum(result.get(k, 0) for k in ERROR_KINDS)
     result["rps"] = result["requests"] / result["seconds"] if result["seconds"] else 0.0
     return result
 
@@ -78,7 +79,11 @@ def _subprocess(command: list[str], seconds: int) -> dict:
     for line in proc.stdout.splitlines():
         if line.startswith(_MARK):
             return json.loads(line[len(_MARK):])
-    raise RuntimeError(f"load generator gave no result (exit {proc.returncode}): {proc.stdout[-500:]} {proc.stderr[-500:]}")
+    # e.g. wrk's "unable to connect": the server is gone. Counted as an error, never as a fast empty run.
+    print(f"load generator gave no result (exit {proc.returncode}): {proc.stdout[-300:]} {proc.stderr[-300:]}",
+          file=sys.stderr)
+    return {"requests": 0, "seconds": float(seconds), "failed": 1, "p50_ms": None, "p90_ms": None, "p99_ms": None,
+            "max_ms": None}
 
 
 # -- the fallback client, run as its own process ---------------------------------------------------

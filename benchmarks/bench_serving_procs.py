@@ -102,8 +102,8 @@ def stop_all() -> None:
         stop_group(pgid, timeout=5.0)
 
 
-def _on_signal(signum, frame):  # turn SIGTERM into a normal exit so finally blocks and atexit run
-    raise SystemExit(128 + signum)
+def _on_signal(signum, frame):  # SIGTERM stops the run like Ctrl-C: servers stopped, partial report written
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 atexit.register(stop_all)

@@ -44,10 +44,25 @@ def serving_path(start: dict | None) -> str:
     if header and header != "unknown":
         return header
     serving = (start.get("info") or {}).get("serving") or {}
-    for key in ("path", "fast_path", "engine", "runtime"):
-        if key in serving:
-            return str(serving[key])
+    if "path" in serving:
+        return f"{serving['path']} (manifest)"
+    fast = serving.get("fast_path")
+    if isinstance(fast, dict) and "enabled" in fast:
+        return "compiled (manifest)" if fast["enabled"] else "plain (manifest)"
     return "unknown"
+
+
+def flat(serving: dict) -> str:
+    """A manifest's ``serving`` section as short ``key=value`` pairs (long strings such as hashes left out)."""
+    pairs = []
+    for key, value in serving.items():
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for sub, v in items:
+            if isinstance(v, str) and len(v) > 24 or isinstance(v, (dict, list)):
+                continue
+            v = f"{v:.1e}" if isinstance(v, float) and v and abs(v) < 1e-3 else v
+            pairs.append(f"{key}.{sub}={v}" if sub else f"{key}={v}")
+    return ", ".join(pairs)
 
 
 def is_compiled(path: str) -> bool | None:
@@ -70,7 +85,11 @@ class Lookup:
 
     def start(self, model: str, server: str) -> dict | None:
         start = self.starts.get((model, server))
-        return None if not start or start.get("error") else start
+        return None if not start or start.get("error") or not start["cold_start_s"] else start
+
+
+def _below(value: float | None, limit: float) -> bool | None:
+    return None if value is None else value < limit
 
 
 def _verdict(ok: bool | None, dk: dict | None, others: list[dict | None] = ()) -> str:
@@ -97,7 +116,7 @@ def evaluate_targets(look: Lookup, model: str, dk: str) -> list[dict]:
                      "verdict": _verdict(None if x is None else x >= factor, c16, [o])})
     rows.append({"target": "1-row /predict c16: p99 < 100 ms",
                  "measured": f"p99 {fmt(c16['p99_ms'])} ms" if c16 else "missing",
-                 "verdict": _verdict(None if c16 is None else c16["p99_ms"] < 100, c16)})
+                 "verdict": _verdict(_below(c16 and c16["p99_ms"], 100), c16)})
 
     c1 = look.case(model, dk, "predict", 1, 1)
     floor = (look.floors.get(model) or {}).get("predict_1")
@@ -108,8 +127,8 @@ def evaluate_targets(look: Lookup, model: str, dk: str) -> list[dict]:
     path = serving_path(look.start(model, dk))
     compiled = is_compiled(path)
     measured = f"p50 {fmt(c1['p50_ms'])} ms; path: {path}" if c1 else f"missing; path: {path}"
-    if c1 is None:
-        verdict = "n/a"
+    if c1 is None or c1["p50_ms"] is None:
+        verdict = _verdict(None, c1)
     elif compiled is None:
         verdict = f"n/a (path unknown; would be {'PASS' if c1['p50_ms'] < 2 else 'MISS'})"
     elif not compiled:
@@ -186,10 +205,17 @@ def render(meta: dict, floors: dict, starts: dict, results: list[dict], specs: d
             rows.append([models[model], label, "failed", "–", "–", "–", "–", "–", s["error"].splitlines()[0][:160]])
             continue
         cold = s["cold_start_s"]
+        if not cold or not s["idle"]:
+            rows.append([models[model], label, "interrupted", "–", "–", "–", "–", "–", ""])
+            continue
         probe = s.get("probe") or {}
         correct = "–" if "correct" not in probe else ("yes" if probe["correct"] else "**NO**")
         path = serving_path(s) if specs[server].deploykit else "–"
-        note = f"packaging {s['info']['package_s']:.1f} s" if (s.get("info") or {}).get("package_s") else ""
+        info = s.get("info") or {}
+        notes = [f"packaging {info['package_s']:.1f} s"] if info.get("package_s") else []
+        if info.get("serving"):
+            notes.append(f"manifest serving: {flat(info['serving'])}")
+        note = "; ".join(notes)
         rows.append([models[model], label, f"{median(cold):.2f}" + (f" (n={len(cold)}: {', '.join(f'{c:.2f}' for c in cold)})" if len(cold) > 1 else ""),
                      fmt(median([m["rss_mib"] for m in s["idle"]]), 0), fmt(median([m["largest_mib"] for m in s["idle"]]), 0),
                      str(s["idle"][0]["processes"]), correct, path, note])
@@ -233,6 +259,8 @@ def _case_table(look: Lookup, model: str, case: tuple, specs: dict, models: dict
             continue
         flag = " ⚠" if r["errors"] else ""
         errors = f"⚠ {r['errors']} ({r['error_detail']})" if r["errors"] else "0"
+        if r.get("warmup_errors"):
+            errors += f" (+{r['warmup_errors']} in warm-up)"
         rows.append([specs[r["server"]].label + flag, fmt(r["rps"]), fmt(r["p50_ms"]), fmt(r["p99_ms"]), errors,
                      fmt(r["rss_peak_mib"], 0), fmt(r["cpu_cores"]),
                      _x(ratio(ref and ref["rps"], r["rps"])), _x(ratio(ref and ref["p50_ms"], r["p50_ms"]))])

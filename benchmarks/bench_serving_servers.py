@@ -105,7 +105,7 @@ def _uvicorn(module: str, workers: int) -> Callable[[Context, Fitted], Running]:
 
 def _bentoml(module: str, body_kind: str, workers: int = 1) -> Callable[[Context, Fitted], Running]:
     def start(ctx: Context, fitted: Fitted) -> Running:
-        service = "Empty" if module == "bentoml_empty" else "Model"
+        service = "Empty" if "empty" in module else "Model"
         command = [sys.executable, "-m", "bentoml", "serve", f"{module}:{service}", "--working-dir", str(SERVERS_DIR),
                    "--host", "127.0.0.1", "--port", str(procs.free_port())]
         env = {"BENCH_MODEL": str(ctx.model_file(fitted)), "BENCH_WORKERS": str(workers)}
@@ -224,6 +224,8 @@ def catalogue() -> dict[str, Spec]:
         Spec("bentoml-empty", "empty @bentoml.api", "records", _bentoml("bentoml_empty", "records"), floor=True),
         Spec("bentoml-empty-2w", "empty @bentoml.api, 2 workers", "records",
              _bentoml("bentoml_empty", "records", workers=2), floor=True),
+        Spec("bentoml-asgi-empty", "empty Starlette route in BentoML (asgi_app)", "records",
+             _bentoml("bentoml_asgi_empty", "records"), floor=True),
     ]
     keyword = fast_path_keyword()
     if keyword is not None:
