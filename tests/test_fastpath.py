@@ -46,6 +46,14 @@ def test_fast_path_is_chosen_only_after_checking_every_test_row(forest_package, 
     assert (forest_package.model_dir / "model.onnx").exists()
 
 
+def test_the_card_says_which_path_serves(forest_package, churn_package):
+    fast = forest_package.card.to_dict()["deployment"]["serving_path"]
+    assert fast.startswith("compiled fast path: ONNX Runtime (double precision)") and "x-deploykit-path: onnx" in fast
+    plain = churn_package.card.to_dict()["deployment"]["serving_path"]
+    assert "x-deploykit-path: sklearn" in plain and churn_package.manifest["serving"]["fast_path"]["reason"] in plain
+    assert "Serving path" in forest_package.card.to_html() and "Serving path" in forest_package.card.to_markdown()
+
+
 def test_a_pipeline_that_would_flip_probabilities_stays_on_the_plain_path(churn_package):
     fast = churn_package.manifest["serving"]["fast_path"]
     assert fast["enabled"] is False

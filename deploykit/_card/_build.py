@@ -270,6 +270,7 @@ def _deployment(m: dict, user: dict) -> dict:
         "image_digest": None,
         "image_note": "a container image built from this package carries this card's sha256 as a label; "
                       "its digest is recorded where the image is built",
+        "serving_path": _serving_path(m),
         "integrity": f"every artifact's sha256 is recorded and verified before loading; the model is stored as "
                      f"{m['artifacts']['model']['format']}",
         "monitoring_builtin": "Prometheus metrics at /metrics (request counts and latencies per endpoint); /livez and /readyz",
@@ -278,6 +279,16 @@ def _deployment(m: dict, user: dict) -> dict:
         "logging": user.get("logging"),
         "access_control": user.get("access_control"),
     }
+
+
+def _serving_path(m: dict) -> str:
+    fast = m.get("serving", {}).get("fast_path") or {}
+    if fast.get("enabled"):
+        return (f"compiled fast path: ONNX Runtime ({fast['precision']} precision), the same label as the model on "
+                f"all {fast['rows_checked']} test rows and probabilities within {fast['max_difference']:.1e} "
+                f"(limit {fast['tolerance']:.0e}); responses say x-deploykit-path: onnx")
+    reason = fast.get("reason", "not tried")
+    return f"the model itself (scikit-learn path; x-deploykit-path: sklearn); compiled fast path not used: {reason}"
 
 
 def _hints(card: dict, m: dict) -> list[dict]:
