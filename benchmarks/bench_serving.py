@@ -93,7 +93,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a short smoke run: one 1-s run per case, no warm-up")
     parser.add_argument("--models", default="rf,hgb", help="comma-separated subset of: rf, hgb")
     parser.add_argument("--servers", default=None, help="comma-separated subset of server keys (default: all)")
-    parser.add_argument("--budget-minutes", type=float, default=9.5,
+    parser.add_argument("--budget-minutes", type=float, default=9.25,
                         help="skip optional cases that would end the run past this (the targets' cases always run)")
     parser.add_argument("--duration", type=int, help="seconds per measured run (default 2; --quick 1)")
     parser.add_argument("--repeats", type=int, help="measured runs per case (default 3; --quick 1)")
@@ -118,6 +118,7 @@ class Run:
         self.starts: dict[tuple, dict] = {}
         self.floors: dict[str, dict] = {}
         self.notes: list[str] = []
+        self.start_ratios: list[float] = []  # observed start time / expected, to scale the budget's estimates
 
     @property
     def elapsed(self) -> float:
@@ -128,6 +129,11 @@ class Run:
 
     def fits(self, seconds: float) -> bool:
         return self.elapsed + seconds <= self.budget
+
+    def start_cost(self, spec: servers.Spec) -> float:
+        """The expected start-up time of ``spec``, scaled by how slow start-ups have been on this machine so far."""
+        slowdown = max(1.0, report.median(self.start_ratios) or 1.0)
+        return spec.start_cost_s * slowdown
 
 
 def isolate(tmp: Path) -> dict:
@@ -165,14 +171,16 @@ def resolve_plan(run: Run, specs: dict) -> list[tuple]:
 def run_server(run: Run, ctx: servers.Context, spec: servers.Spec, fitted, cases: list, cold_repeats: int) -> None:
     key = (fitted.key, spec.key)
     required = [c for c in cases if (fitted.key, spec.key, c) in REQUIRED]
-    if not required and not run.fits(spec.start_cost_s + run.cfg.case_cost()):
+    if not required and not run.fits(run.start_cost(spec) + run.cfg.case_cost()):
         for case in cases:
             _skip(run, fitted.key, spec.key, case, "time budget")
         return
     run.say(f"{fitted.key}: starting {spec.label}")
     entry = run.starts.setdefault(key, {"cold_start_s": [], "idle": [], "probe": None, "info": None, "error": None})
+    began = time.monotonic()
     try:
         running = spec.start(ctx, fitted)
+        run.start_ratios.append((time.monotonic() - began) / spec.start_cost_s)
     except Exception as exc:  # a server that cannot start is reported, not fatal
         entry["error"] = f"{type(exc).__name__}: {exc}"
         run.say(f"  FAILED: {entry['error'][:600]}")
@@ -194,7 +202,7 @@ def run_server(run: Run, ctx: servers.Context, spec: servers.Spec, fitted, cases
     finally:
         running.stop()
     for _ in range(cold_repeats):
-        if not run.fits(spec.start_cost_s):
+        if not run.fits(run.start_cost(spec)):
             run.notes.append(f"{spec.label} ({fitted.key}): extra cold starts skipped for time")
             break
         try:

@@ -105,28 +105,41 @@ def _verdict(ok: bool | None, dk: dict | None, others: list[dict | None] = ()) -
 
 def evaluate_targets(look: Lookup, model: str, dk: str) -> list[dict]:
     """The issue's targets for one model and one deploykit server; each row: target, measured, verdict."""
-    rows = []
+    return [*_c16_targets(look, model, dk), *_c1_targets(look, model, dk), _explain_target(look, model, dk),
+            *_startup_targets(look, model, dk)]
+
+
+def _row(target: str, measured: str, verdict: str) -> dict:
+    return {"target": target, "measured": measured, "verdict": verdict}
+
+
+def _c16_targets(look: Lookup, model: str, dk: str) -> list[dict]:
     c16 = look.case(model, dk, "predict", 1, 16)
+    rows = []
     for other, factor, name in (("bentoml-batching", 3, "BentoML adaptive batching"), ("mlflow", 10, "mlflow models serve")):
         o = look.case(model, other, "predict", 1, 16)
         x = ratio(c16 and c16["rps"], o and o["rps"])
         measured = (f"{fmt(c16['rps'])} vs {fmt(o['rps'])} req/s = {x:.2f}×" if x is not None
                     else "missing: " + ("deploykit" if c16 is None else name) + " case did not run")
-        rows.append({"target": f"1-row /predict c16: ≥ {factor}× {name} throughput", "measured": measured,
-                     "verdict": _verdict(None if x is None else x >= factor, c16, [o])})
-    rows.append({"target": "1-row /predict c16: p99 < 100 ms",
-                 "measured": f"p99 {fmt(c16['p99_ms'])} ms" if c16 else "missing",
-                 "verdict": _verdict(_below(c16 and c16["p99_ms"], 100), c16)})
+        rows.append(_row(f"1-row /predict c16: ≥ {factor}× {name} throughput", measured,
+                         _verdict(None if x is None else x >= factor, c16, [o])))
+    rows.append(_row("1-row /predict c16: p99 < 100 ms", f"p99 {fmt(c16['p99_ms'])} ms" if c16 else "missing",
+                     _verdict(_below(c16 and c16["p99_ms"], 100), c16)))
+    return rows
 
+
+def _against_floor(case: dict | None, floor: dict | None) -> tuple[str, float | None]:
+    x = ratio(case and case["p50_ms"], floor and floor["median_ms"])
+    return (f"p50 {fmt(case['p50_ms'])} ms vs {fmt(floor['median_ms'])} ms = {x:.2f}×" if x is not None else "missing"), x
+
+
+def _c1_targets(look: Lookup, model: str, dk: str) -> list[dict]:
     c1 = look.case(model, dk, "predict", 1, 1)
-    floor = (look.floors.get(model) or {}).get("predict_1")
-    x = ratio(c1 and c1["p50_ms"], floor and floor["median_ms"])
-    rows.append({"target": "1-row /predict c1: p50 ≤ 1.2× in-process predict (1 row, as trained)",
-                 "measured": f"p50 {fmt(c1['p50_ms'])} ms vs {fmt(floor['median_ms'])} ms = {x:.2f}×" if x is not None else "missing",
-                 "verdict": _verdict(None if x is None else x <= 1.2, c1)})
+    measured, x = _against_floor(c1, (look.floors.get(model) or {}).get("predict_1"))
+    rows = [_row("1-row /predict c1: p50 ≤ 1.2× in-process predict (1 row, as trained)", measured,
+                 _verdict(None if x is None else x <= 1.2, c1))]
     path = serving_path(look.start(model, dk))
     compiled = is_compiled(path)
-    measured = f"p50 {fmt(c1['p50_ms'])} ms; path: {path}" if c1 else f"missing; path: {path}"
     if c1 is None or c1["p50_ms"] is None:
         verdict = _verdict(None, c1)
     elif compiled is None:
@@ -135,30 +148,29 @@ def evaluate_targets(look: Lookup, model: str, dk: str) -> list[dict]:
         verdict = "n/a (plain path served)"
     else:
         verdict = _verdict(c1["p50_ms"] < 2, c1)
-    rows.append({"target": "1-row /predict c1: p50 < 2 ms when the compiled fast path serves", "measured": measured,
-                 "verdict": verdict})
+    measured = f"p50 {fmt(c1['p50_ms'])} ms; path: {path}" if c1 else f"missing; path: {path}"
+    rows.append(_row("1-row /predict c1: p50 < 2 ms when the compiled fast path serves", measured, verdict))
+    return rows
 
+
+def _explain_target(look: Lookup, model: str, dk: str) -> dict:
     ex = look.case(model, dk, "explain", 1, 1)
-    floor = (look.floors.get(model) or {}).get("tree_explainer_1")
-    x = ratio(ex and ex["p50_ms"], floor and floor["median_ms"])
-    rows.append({"target": "1-row /explain c1: p50 ≤ 1.5× in-process TreeExplainer (1 row)",
-                 "measured": f"p50 {fmt(ex['p50_ms'])} ms vs {fmt(floor['median_ms'])} ms = {x:.2f}×" if x is not None else "missing",
-                 "verdict": _verdict(None if x is None else x <= 1.5, ex)})
+    measured, x = _against_floor(ex, (look.floors.get(model) or {}).get("tree_explainer_1"))
+    return _row("1-row /explain c1: p50 ≤ 1.5× in-process TreeExplainer (1 row)", measured,
+                _verdict(None if x is None else x <= 1.5, ex))
 
+
+def _startup_targets(look: Lookup, model: str, dk: str) -> list[dict]:
+    cold_target, rss_target = "cold start to first good answer ≤ BentoML defaults'", "idle RSS (process tree) ≤ BentoML defaults'"
     mine, theirs = look.start(model, dk), look.start(model, "bentoml")
-    if mine and theirs:
-        a, b = median(mine["cold_start_s"]), median(theirs["cold_start_s"])
-        rows.append({"target": "cold start to first good answer ≤ BentoML defaults'",
-                     "measured": f"{a:.2f} s vs {b:.2f} s (medians of {len(mine['cold_start_s'])} and {len(theirs['cold_start_s'])})",
-                     "verdict": _verdict(a <= b, None)})
-        a, b = median([m["rss_mib"] for m in mine["idle"]]), median([m["rss_mib"] for m in theirs["idle"]])
-        wa, wb = median([m["largest_mib"] for m in mine["idle"]]), median([m["largest_mib"] for m in theirs["idle"]])
-        rows.append({"target": "idle RSS (process tree) ≤ BentoML defaults'",
-                     "measured": f"{a:.0f} MiB vs {b:.0f} MiB (largest process {wa:.0f} vs {wb:.0f} MiB)",
-                     "verdict": _verdict(a <= b, None)})
-    else:
-        for target in ("cold start to first good answer ≤ BentoML defaults'", "idle RSS (process tree) ≤ BentoML defaults'"):
-            rows.append({"target": target, "measured": "missing", "verdict": "n/a"})
+    if not (mine and theirs):
+        return [_row(cold_target, "missing", "n/a"), _row(rss_target, "missing", "n/a")]
+    a, b = median(mine["cold_start_s"]), median(theirs["cold_start_s"])
+    n = f"medians of {len(mine['cold_start_s'])} and {len(theirs['cold_start_s'])}"
+    rows = [_row(cold_target, f"{a:.2f} s vs {b:.2f} s ({n})", _verdict(a <= b, None))]
+    a, b = (median([m["rss_mib"] for m in s["idle"]]) for s in (mine, theirs))
+    wa, wb = (median([m["largest_mib"] for m in s["idle"]]) for s in (mine, theirs))
+    rows.append(_row(rss_target, f"{a:.0f} MiB vs {b:.0f} MiB (largest process {wa:.0f} vs {wb:.0f} MiB)", _verdict(a <= b, None)))
     return rows
 
 
@@ -171,73 +183,84 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def render(meta: dict, floors: dict, starts: dict, results: list[dict], specs: dict, models: dict) -> str:
     look = Lookup(results, starts, floors)
-    dk_servers = [k for k, s in specs.items() if s.deploykit]
     out = [f"# deploykit serving benchmark — {meta['date']}", ""]
     out += [f"`{meta['command']}` · {meta['elapsed_s']:.0f} s · {meta['machine']}", ""]
     out += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in meta["facts"].items()] + [""]
-
-    out += ["## Targets (issue 6)", ""]
-    for model in models:
-        for dk in dk_servers:
-            if not any(r["model"] == model and r["server"] == dk for r in results):
-                continue
-            out += [f"**{models[model]} — {specs[dk].label}**", ""]
-            rows = evaluate_targets(look, model, dk)
-            out += [_table(["target", "measured", "verdict"], [[r["target"], r["measured"], r["verdict"]] for r in rows]), ""]
-
-    out += ["## In-process floors", "",
-            "The model's own calls in the harness process (DataFrame input, as trained), `time.perf_counter` "
-            "around each call, median over repeats.", ""]
-    names = {"predict_1": "predict, 1 row", "predict_100": "predict, 100 rows", "predict_proba_1": "predict_proba, 1 row",
-             "tree_explainer_1": "shap.TreeExplainer, 1 row", "tree_explainer_100": "shap.TreeExplainer, 100 rows"}
-    rows = [[models[m], names[k], fmt(v["median_ms"], 3), fmt(v["p90_ms"], 3), str(v["repeats"])]
-            for m, fl in floors.items() for k, v in fl.items()]
-    out += [_table(["model", "call", "median ms", "p90 ms", "repeats"], rows), ""]
-
-    out += ["## Start-up and idle memory", "",
-            "Cold start: process spawned → first 2xx answer to a 1-row predict (polled every 25 ms); for deploykit "
-            "from its `start` progress event, packaging excluded. Idle RSS: summed over the server's process tree "
-            "after it settled, before any load; 'largest' is its biggest single process (a worker).", ""]
-    rows = []
-    for (model, server), s in starts.items():
-        label = specs[server].label
-        if s.get("error"):
-            rows.append([models[model], label, "failed", "–", "–", "–", "–", "–", s["error"].splitlines()[0][:160]])
-            continue
-        cold = s["cold_start_s"]
-        if not cold or not s["idle"]:
-            rows.append([models[model], label, "interrupted", "–", "–", "–", "–", "–", ""])
-            continue
-        probe = s.get("probe") or {}
-        correct = "–" if "correct" not in probe else ("yes" if probe["correct"] else "**NO**")
-        path = serving_path(s) if specs[server].deploykit else "–"
-        info = s.get("info") or {}
-        notes = [f"packaging {info['package_s']:.1f} s"] if info.get("package_s") else []
-        if info.get("serving"):
-            notes.append(f"manifest serving: {flat(info['serving'])}")
-        note = "; ".join(notes)
-        rows.append([models[model], label, f"{median(cold):.2f}" + (f" (n={len(cold)}: {', '.join(f'{c:.2f}' for c in cold)})" if len(cold) > 1 else ""),
-                     fmt(median([m["rss_mib"] for m in s["idle"]]), 0), fmt(median([m["largest_mib"] for m in s["idle"]]), 0),
-                     str(s["idle"][0]["processes"]), correct, path, note])
-    out += [_table(["model", "server", "cold start s", "idle RSS MiB", "largest MiB", "processes",
-                    "labels = in-process", "deploykit path", "notes"], rows), ""]
-
-    out += ["## Cases", "",
-            "Medians over the repeated runs of req/s, p50 and p99 (each run's percentiles from the load generator). "
-            "`dk ×req/s` is deploykit's throughput over this server's (> 1: deploykit ahead); `dk ×p50` is "
-            "deploykit's p50 over this server's (< 1: deploykit ahead); deploykit means its default path. "
-            "Errors are summed over the measured runs; a row with errors is flagged ⚠. Peak RSS is the server's "
-            "process tree during the runs; CPU is the cores its tree kept busy.", ""]
-    for model in models:
-        for case in _cases(results, model):
-            out += _case_table(look, model, case, specs, models, floors)
-    skipped = [r for r in results if r.get("skipped")]
-    if skipped:
-        out += ["## Skipped", ""]
-        out += [f"- {models[r['model']]} · {specs[r['server']].label} · {case_label(r['endpoint'], r['rows'], r['concurrency'])}: {r['skipped']}"
-                for r in skipped] + [""]
+    out += _targets_section(look, specs, models)
+    out += _floors_section(floors, models)
+    out += _starts_section(starts, specs, models)
+    out += _cases_section(look, specs, models)
     out += ["## Notes", ""] + [f"- {n}" for n in meta["notes"]] + [""]
     return "\n".join(out)
+
+
+def _targets_section(look: Lookup, specs: dict, models: dict) -> list[str]:
+    out = ["## Targets (issue 6)", ""]
+    for model in models:
+        for dk in [k for k, spec in specs.items() if spec.deploykit]:
+            if any(r["model"] == model and r["server"] == dk for r in look.results):
+                rows = [[r["target"], r["measured"], r["verdict"]] for r in evaluate_targets(look, model, dk)]
+                out += [f"**{models[model]} — {specs[dk].label}**", "", _table(["target", "measured", "verdict"], rows), ""]
+    return out
+
+
+FLOOR_NAMES = {"predict_1": "predict, 1 row", "predict_100": "predict, 100 rows", "predict_proba_1": "predict_proba, 1 row",
+               "tree_explainer_1": "shap.TreeExplainer, 1 row", "tree_explainer_100": "shap.TreeExplainer, 100 rows"}
+
+
+def _floors_section(floors: dict, models: dict) -> list[str]:
+    rows = [[models[m], FLOOR_NAMES[k], fmt(v["median_ms"], 3), fmt(v["p90_ms"], 3), str(v["repeats"])]
+            for m, calls in floors.items() for k, v in calls.items()]
+    return ["## In-process floors", "",
+            "The model's own calls in the harness process (DataFrame input, as trained), `time.perf_counter` "
+            "around each call, median over repeats.", "",
+            _table(["model", "call", "median ms", "p90 ms", "repeats"], rows), ""]
+
+
+def _starts_section(starts: dict, specs: dict, models: dict) -> list[str]:
+    rows = [[models[model], specs[server].label, *_start_cells(s, specs[server])] for (model, server), s in starts.items()]
+    header = ["model", "server", "cold start s", "idle RSS MiB", "largest MiB", "processes", "labels = in-process",
+              "deploykit path", "notes"]
+    return ["## Start-up and idle memory", "",
+            "Cold start: process spawned → first 2xx answer to a 1-row predict (polled every 25 ms); for deploykit "
+            "from its `start` progress event, packaging excluded. Idle RSS: summed over the server's process tree "
+            "after it settled, before any load; 'largest' is its biggest single process (a worker).", "",
+            _table(header, rows), ""]
+
+
+def _start_cells(s: dict, spec) -> list[str]:
+    if s.get("error"):
+        return ["failed", "–", "–", "–", "–", "–", s["error"].splitlines()[0][:160]]
+    cold = s["cold_start_s"]
+    if not cold or not s["idle"]:
+        return ["interrupted", "–", "–", "–", "–", "–", ""]
+    samples = f" (n={len(cold)}: {', '.join(f'{c:.2f}' for c in cold)})" if len(cold) > 1 else ""
+    probe, info = s.get("probe") or {}, s.get("info") or {}
+    correct = "–" if "correct" not in probe else ("yes" if probe["correct"] else "**NO**")
+    notes = [f"packaging {info['package_s']:.1f} s"] if info.get("package_s") else []
+    if info.get("serving"):
+        notes.append(f"manifest serving: {flat(info['serving'])}")
+    return [f"{median(cold):.2f}{samples}", fmt(median([m["rss_mib"] for m in s["idle"]]), 0),
+            fmt(median([m["largest_mib"] for m in s["idle"]]), 0), str(s["idle"][0]["processes"]), correct,
+            serving_path(s) if spec.deploykit else "–", "; ".join(notes)]
+
+
+def _cases_section(look: Lookup, specs: dict, models: dict) -> list[str]:
+    out = ["## Cases", "",
+           "Medians over the repeated runs of req/s, p50 and p99 (each run's percentiles from the load generator). "
+           "`dk ×req/s` is deploykit's throughput over this server's (> 1: deploykit ahead); `dk ×p50` is "
+           "deploykit's p50 over this server's (< 1: deploykit ahead); deploykit means its default path. "
+           "Errors are summed over the measured runs; a row with errors is flagged ⚠. Peak RSS is the server's "
+           "process tree during the runs; CPU is the cores its tree kept busy.", ""]
+    for model in models:
+        for case in _cases(look.results, model):
+            out += _case_table(look, model, case, specs, models, look.floors)
+    skipped = [r for r in look.results if r.get("skipped")]
+    if skipped:
+        out += ["## Skipped", ""]
+        out += [f"- {models[r['model']]} · {specs[r['server']].label} · "
+                f"{case_label(r['endpoint'], r['rows'], r['concurrency'])}: {r['skipped']}" for r in skipped] + [""]
+    return out
 
 
 def _cases(results: list[dict], model: str) -> list[tuple]:
