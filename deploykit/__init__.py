@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ._docker.build import Image
     from ._package import Package, package
     from ._panel import DeployPanel
+    from ._rollback import rollback
 
 __all__ = [
     "CardValidationError",
@@ -60,6 +61,7 @@ __all__ = [
     "deployments",
     "load_ipython_extension",
     "package",
+    "rollback",
 ]
 
 _LAZY = {
@@ -70,6 +72,7 @@ _LAZY = {
     "deploy": "._deploy",
     "deployments": "._deploy",
     "DeployPanel": "._panel",
+    "rollback": "._rollback",
     "Image": "._docker.build",
 }
 

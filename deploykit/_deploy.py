@@ -83,6 +83,15 @@ class Deployment:
         """The last ``tail`` lines of the service's log (all with ``tail=None``)."""
         return self.handle.logs(tail)
 
+    def follow_logs(self, tail: int = 10):
+        """Yield the last ``tail`` log lines, then each new line as the service writes it, until it stops.
+
+        Local services are followed in their log file, docker ones in the container's log stream.
+        """
+        from ._logs import follow
+
+        return follow(self.handle, tail)
+
     def stop(self) -> None:
         """Stop the service (for docker: remove its containers, front and network). Safe to call twice."""
         if self.stopped:
@@ -201,6 +210,9 @@ def deploy(
     deployment = Deployment(pkg, name, handle)
     _LIVE[name] = deployment
     _state_path(name).write_text(json.dumps(_state(deployment)))
+    from ._rollback import record_release
+
+    record_release(deployment)
     if verbose:
         print(f"  serving {name} v{pkg.version} at {deployment.url} ({target}, ready in {time.perf_counter() - started:.1f} s)")
     return deployment
@@ -372,3 +384,13 @@ def deployments() -> list[Deployment]:
             del _LIVE[name]
             _state_path(name).unlink(missing_ok=True)
     return sorted(_LIVE.values(), key=lambda d: d.started, reverse=True)
+
+
+def find(name: str) -> Deployment:
+    """The running deployment called ``name``, whichever process started it."""
+    running = deployments()
+    for deployment in running:
+        if deployment.name == name:
+            return deployment
+    names = ", ".join(d.name for d in running) or "none"
+    raise ConfigError(f"no running deployment named {name!r} (running: {names}); deploy it first or check the spelling")
