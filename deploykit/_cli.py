@@ -1,90 +1,221 @@
 """The ``deploykit`` command line, and the one argument grammar it shares with ``%deploy``.
 
-Each subcommand parses its arguments and calls the core API; nothing here decides how to deploy.
-In the CLI, MODEL names a saved package (name or folder); in ``%deploy`` it names a notebook variable.
+``build_parser`` defines every command and option once; ``%deploy`` splits its line with ``shlex`` and
+calls the same parser, so the two cannot drift. :mod:`deploykit._commands` runs a parsed command against
+the core; this module turns the CLI's words into files (:class:`Files`) and prints results.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from typing import Any, Callable
+from typing import Any
 
-COMMANDS = ("deploy", "list", "stop", "build", "base-image", "demo")
+from ._commands import COMMANDS, ArgumentError, Names, deploy_kwargs, execute  # noqa: F401 - the magic imports these
+
+# Each command's examples, as typed in a terminal and in a notebook (None: the command is terminal-only).
+EXAMPLES: dict[str, tuple[list[str], list[str] | None]] = {
+    "deploy": (
+        ["deploykit deploy model.skops --trust --name churn --train X_train.csv y_train.csv --test X_test.parquet y_test.parquet",
+         "deploykit deploy model.joblib --trust --name churn --train X_train.csv y_train.csv --sensitive age --profile internal",
+         "deploykit deploy churn --target docker          # the newest saved version of package 'churn'"],
+        ["%deploy model --name churn --train X_train y_train --test X_test y_test",
+         "%deploy model --name churn --train X_train y_train --test X_test y_test --sensitive age --card fields --profile internal",
+         "%deploy pkg --target docker --base-image local/python:3.11-bookworm",
+         "%deploy --panel model --train X_train y_train --test X_test y_test   # a form instead of deploying at once"],
+    ),
+    "list": (["deploykit list"], ["%deploy list"]),
+    "status": (["deploykit status churn", "deploykit status churn --json"], ["%deploy status churn"]),
+    "logs": (["deploykit logs churn --tail 100", "deploykit logs churn --follow      # until Ctrl-C"],
+             ["%deploy logs churn", "%deploy logs churn --follow        # until the kernel is interrupted"]),
+    "predict": (["deploykit predict churn customers.csv", "deploykit predict churn customers.parquet --proba"],
+                ["%deploy predict churn X_test", "%deploy predict churn X_test --proba"]),
+    "explain": (["deploykit explain churn customer.json"], ["%deploy explain churn X_test"]),
+    "card": (["deploykit card churn", "deploykit card churn --open", "deploykit card churn --format markdown > CARD.md",
+              "deploykit card churn --save review/"],
+             ["%deploy card churn", "%deploy card churn --open"]),
+    "rollback": (["deploykit rollback churn", "deploykit rollback churn --to 3"],
+                 ["%deploy rollback churn", "%deploy rollback churn --to 3"]),
+    "stop": (["deploykit stop churn"], ["%deploy stop churn"]),
+    "build": (["deploykit build churn", "deploykit build churn --version 2 --tag registry.local/churn:2"],
+              ["%deploy build churn", "%deploy build pkg --tag registry.local/churn:2"]),
+    "base-image": (["deploykit base-image --tag local/python:3.11-bookworm"], ["%deploy base-image"]),
+    "run": (["deploykit run train.ipynb", "deploykit run train.ipynb -p n_estimators 300 -p data data/2024.csv --target docker",
+             "deploykit run train.ipynb --output executed.ipynb --cards cards/ --stop   # CI: check it serves, then stop"],
+            ["%deploy run train.ipynb -p n_estimators 300"]),
+    "init-ci": (["deploykit init-ci train.ipynb", "deploykit init-ci train.ipynb --target docker --keep --runs-on self-hosted"],
+                ["%deploy init-ci train.ipynb"]),
+    "demo": (["deploykit demo", "deploykit demo --keep --target local"], None),
+}
+
+MAGIC_NOTE = "In %deploy, MODEL, X, y, DATA and FIELDS name notebook variables."
+CLI_NOTE = ("In the CLI, MODEL is a model file (.skops, .joblib, .pkl: see --trust) or a saved package's name or "
+            "folder; X, y and DATA are .csv, .parquet or .json files; FIELDS is a .json or .toml file.")
 
 
-class ArgumentError(Exception):
-    """Raised instead of exiting when arguments do not parse (the magic must not exit the kernel)."""
+def build_parser(prog: str = "deploykit") -> argparse.ArgumentParser:
+    """The grammar of the CLI (``prog="deploykit"``) and of ``%deploy`` (``prog="%deploy"``)."""
+    magic = prog.startswith("%")
+    parser = _Parser(prog=prog, description="Turn a fitted model into a live, explained BentoML service.",
+                     epilog=(MAGIC_NOTE if magic else CLI_NOTE) + f"\n`{prog} COMMAND --help` shows a command's options.",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        cli, notebook = EXAMPLES[name]
+        examples = (notebook or [f"(terminal only) {cli[0]}"]) if magic else cli
+        p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                           epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+        return p
+
+    _deploy_arguments(command("deploy", "package and serve a model, or serve a saved package"))
+    command("list", "list running deployments")
+    status = command("status", "show a deployment's version, URL, health and model")
+    status.add_argument("name", help="deployment name")
+    status.add_argument("--json", action="store_true", help="print the status as JSON (CLI)")
+    logs = command("logs", "show a deployment's log")
+    logs.add_argument("name", help="deployment name")
+    logs.add_argument("--tail", type=int, default=50, metavar="N", help="show the last N lines (default: 50)")
+    logs.add_argument("--follow", "-f", action="store_true", help="then keep printing new lines until Ctrl-C")
+    predict = command("predict", "predict rows with a running deployment")
+    predict.add_argument("name", help="deployment name")
+    predict.add_argument("data", metavar="DATA", help="rows: a DataFrame variable (%%deploy); a .csv/.parquet/.json file (CLI)")
+    predict.add_argument("--proba", action="store_true", help="class probabilities instead of labels (classifiers)")
+    explain = command("explain", "SHAP contributions of rows from a running deployment")
+    explain.add_argument("name", help="deployment name")
+    explain.add_argument("data", metavar="DATA", help="rows: a DataFrame variable (%%deploy); a .csv/.parquet/.json file (CLI)")
+    card = command("card", "show the model card of a deployment or saved package")
+    card.add_argument("name", help="deployment name, or saved package name")
+    card.add_argument("--open", action="store_true", help="open the card's HTML page in a web browser")
+    card.add_argument("--format", choices=["summary", "markdown", "html", "json"], default="summary",
+                      help="what the CLI prints (default: summary)")
+    card.add_argument("--save", metavar="DIR", help="write card.html, card.md, card.json and the plots into DIR")
+    rollback = command("rollback", "serve the previous version again (health-gated: on failure the current one keeps serving)")
+    rollback.add_argument("name", help="deployment name")
+    rollback.add_argument("--to", metavar="VERSION", help="the package version to serve (default: the release before the current one)")
+    stop = command("stop", "stop a deployment")
+    stop.add_argument("name", help="deployment name")
+    build = command("build", "build a package's Docker image")
+    build.add_argument("package", help="package name (newest version) or folder; in %%deploy also a Package variable")
+    build.add_argument("--version", help="package version (default: the newest)")
+    build.add_argument("--base-image", help="base image (default: $DEPLOYKIT_BASE_IMAGE, config, python:X.Y-slim)")
+    build.add_argument("--tag", help="image tag (default: deploykit/NAME:VERSION)")
+    base = command("base-image", "build a Python base image from Debian packages (no registry needed)")
+    base.add_argument("--tag", help="image tag (default: local/python:X.Y-SUITE)")
+    base.add_argument("--suite", help="Debian suite (default: the one whose Python matches this one)")
+    base.add_argument("--mirror", help="Debian mirror (default: the one apt uses here)")
+    _run_arguments(command("run", "execute a notebook headless (papermill) and deploy the packages it makes"))
+    _init_ci_arguments(command("init-ci", "write a GitHub Actions workflow that runs a notebook with `deploykit run`"))
+    demo = command("demo", "train a churn model, deploy it, show a prediction and its explanation")
+    demo.add_argument("--keep", action="store_true", help="keep serving until Ctrl-C")
+    demo.add_argument("--target", default="auto", choices=["auto", "local", "docker"],
+                      help="auto (default): docker when an engine and a base image are usable, else local")
+    return parser
+
+
+def _deploy_arguments(p: argparse.ArgumentParser) -> None:
+    from ._card._profiles import PROFILES
+
+    p.add_argument("model", metavar="MODEL", help="a fitted model or saved package (see the note at the end of --help)")
+    p.add_argument("--name", help="service name: lowercase letters, digits, - and _ (required with a model)")
+    p.add_argument("--train", nargs="+", metavar=("X", "Y"), help="training data: X [y]; the input schema comes from X")
+    p.add_argument("--test", nargs="+", metavar=("X", "Y"), help="held-out data: X [y], for the parity check, metrics and card")
+    p.add_argument("--target", default="local", choices=["local", "docker"], help="where to run it (default: local)")
+    p.add_argument("--port", type=int, help="port to serve on (default: a free one)")
+    p.add_argument("--base-image", help="docker: base image (default: $DEPLOYKIT_BASE_IMAGE, config, python:X.Y-slim)")
+    p.add_argument("--no-explain", dest="explain", action="store_false", help="do not serve /explain")
+    p.add_argument("--sensitive", nargs="+", metavar="COLUMN", help="columns of the test data to measure fairness across (needs --test X y)")
+    p.add_argument("--card", metavar="FIELDS", help="model card fields (intended_use, owners, limitations, ...): "
+                   "a dict variable (%%deploy); a .json/.toml file (CLI)")
+    p.add_argument("--profile", choices=list(PROFILES), help="refuse to deploy while the model card has errors under this profile")
+    p.add_argument("--panel", action="store_true", help="%%deploy only: open the deploy panel widget with this model and data")
+    p.add_argument("--trust", action="store_true", help="CLI: load a pickle/joblib model file (loading runs its code) "
+                   "or a skops file holding types skops does not trust by default")
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("notebook", metavar="NOTEBOOK", help="the .ipynb to execute; it declares its models by packaging them "
+                   "(deploykit.package, deploykit.deploy or %%deploy)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="set a parameter (papermill: the cell tagged 'parameters'); VALUE is read as a Python literal if it is one")
+    p.add_argument("--output", metavar="OUT.ipynb", help="where to write the executed notebook (default: $DEPLOYKIT_HOME/runs/)")
+    p.add_argument("--target", default="local", choices=["local", "docker"], help="where to deploy (default: local)")
+    p.add_argument("--stop", action="store_true", help="stop the deployments once they pass their checks (a CI check); "
+                   "otherwise local ones serve until Ctrl-C and docker ones keep running")
+    p.add_argument("--cards", metavar="DIR", help="also write each package's model card into DIR/NAME/")
+
+
+def _init_ci_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("notebook", metavar="NOTEBOOK", help="the notebook CI runs, relative to the repository root")
+    p.add_argument("--output", default=".github/workflows/deploykit.yml", metavar="PATH",
+                   help="where to write the workflow (default: .github/workflows/deploykit.yml)")
+    p.add_argument("--target", default="local", choices=["local", "docker"], help="where `deploykit run` deploys (default: local)")
+    p.add_argument("--keep", action="store_true", help="leave deployments running after the job (docker on a self-hosted "
+                   "runner); otherwise the job checks that they serve, then stops them")
+    p.add_argument("--runs-on", default="ubuntu-latest", help="the runner label (default: ubuntu-latest)")
+    p.add_argument("--python", help="Python version on the runner (default: this one's major.minor)")
+    p.add_argument("--branch", default="main", help="the branch whose pushes run it (default: main)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"), help="a notebook parameter for the run")
+    p.add_argument("--force", action="store_true", help="write over an existing workflow file")
+
+
+class HelpShown(Exception):
+    """``--help`` was printed: the caller returns (the magic must not exit the kernel)."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         raise ArgumentError(f"{self.prog}: {message}")
 
-
-def build_parser(prog: str = "deploykit") -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description="Turn a fitted model into a live, explained BentoML service.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    deploy = sub.add_parser(
-        "deploy",
-        help="package and serve a model",
-        description="Package and serve a model.",
-        epilog="example: %deploy model --name churn --train X_train y_train --test X_test y_test",
-    )
-    deploy.add_argument("model", help="the model (a notebook variable in %%deploy; a package name or folder in the CLI)")
-    deploy.add_argument("--name", help="service name: lowercase letters, digits, - and _")
-    deploy.add_argument("--train", nargs="+", metavar=("X", "Y"), help="training data: X [y]")
-    deploy.add_argument("--test", nargs="+", metavar=("X", "Y"), help="held-out data: X [y]")
-    deploy.add_argument("--target", default="local", choices=["local", "docker"], help="where to run it (default: local)")
-    deploy.add_argument("--port", type=int, help="port to serve on (default: a free one)")
-    deploy.add_argument("--base-image", help="docker: base image (default: $DEPLOYKIT_BASE_IMAGE, config, python:X.Y-slim)")
-    deploy.add_argument("--no-explain", dest="explain", action="store_false", help="do not serve /explain")
-    deploy.add_argument("--panel", action="store_true", help="%%deploy only: open the deploy panel widget with this model and data")
-    deploy.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-
-    sub.add_parser("list", help="list running deployments").add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    stop = sub.add_parser("stop", help="stop a deployment")
-    stop.add_argument("name")
-    stop.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    build = sub.add_parser("build", help="build a package's Docker image", epilog="example: deploykit build churn")
-    build.add_argument("package", help="package name (newest version) or folder")
-    build.add_argument("--version", help="package version (default: the newest)")
-    build.add_argument("--base-image", help="base image (default: $DEPLOYKIT_BASE_IMAGE, config, python:X.Y-slim)")
-    build.add_argument("--tag", help="image tag (default: deploykit/NAME:VERSION)")
-    build.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    base = sub.add_parser("base-image", help="build a Python base image from Debian packages (no registry needed)",
-                          epilog="example: deploykit base-image --tag local/python:3.11-bookworm")
-    base.add_argument("--tag", help="image tag (default: local/python:X.Y-SUITE)")
-    base.add_argument("--suite", help="Debian suite (default: the one whose Python matches this one)")
-    base.add_argument("--mirror", help="Debian mirror (default: the one apt uses here)")
-    base.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    demo = sub.add_parser("demo", help="train a churn model, deploy it, show a prediction and its explanation")
-    demo.add_argument("--keep", action="store_true", help="keep serving until Ctrl-C")
-    demo.add_argument("--target", default="auto", choices=["auto", "local", "docker"],
-                      help="auto (default): docker when an engine and a base image are usable, else local")
-    demo.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    return parser
+    def exit(self, status: int = 0, message: str | None = None) -> None:
+        if message:
+            print(message, file=sys.stderr, end="")
+        raise HelpShown(status)
 
 
-def deploy_kwargs(args: argparse.Namespace, resolve: Callable[[str], Any]) -> dict:
-    """Keyword arguments for :func:`deploykit.deploy` from parsed ``deploy`` arguments."""
-    kwargs: dict[str, Any] = {"target": args.target, "name": args.name, "port": args.port}
-    if args.base_image:
-        kwargs["base_image"] = args.base_image
-    for flag, names in (("train", ("X_train", "y_train")), ("test", ("X_test", "y_test"))):
-        values = getattr(args, flag)
-        if values:
-            if len(values) > 2:
-                raise ArgumentError(f"--{flag} takes X and optionally y, got {len(values)} names")
-            for key, value in zip(names, values):
-                kwargs[key] = resolve(value)
-    if "X_train" in kwargs or args.explain is False:
-        kwargs["explain"] = args.explain
-    return kwargs
+def grammar_help(prog: str) -> str:
+    """Every command's help, as ``%deploy?`` shows it."""
+    parser = build_parser(prog)
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return "\n\n".join([parser.format_help(), *(p.format_help() for p in commands.choices.values())])
 
 
+# -- the CLI's names are files ------------------------------------------------------------------------
+class Files:
+    """Turns the CLI's words into objects: model and data files, saved packages."""
+
+    def model(self, token: str, *, trust: bool) -> Any:
+        from ._files import is_model_file, load_model
+        from ._package import Package
+
+        return load_model(token, trust=trust) if is_model_file(token) else Package.load(token)
+
+    def frame(self, token: str) -> Any:
+        from ._files import read_frame
+
+        return read_frame(token)
+
+    def labels(self, token: str) -> Any:
+        from ._files import read_labels
+
+        return read_labels(token)
+
+    def fields(self, token: str) -> dict:
+        from ._files import read_fields
+
+        return read_fields(token)
+
+    def package(self, token: str, version: str | None) -> Any:
+        from ._package import Package
+
+        return Package.load(token, version=version)
+
+
+# -- main -----------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     from .exceptions import DeployKitError
 
@@ -94,70 +225,144 @@ def main(argv: list[str] | None = None) -> int:
     except ArgumentError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except HelpShown as shown:
+        return shown.args[0]
     try:
-        _run(args)
+        return _show(args, execute(args, Files())) or 0
     except (DeployKitError, ArgumentError) as exc:
         if args.debug:
             raise
-        print(f"\033[31merror:\033[0m {str(exc).splitlines()[0]}", file=sys.stderr)
+        label = "\033[31merror:\033[0m" if sys.stderr.isatty() else "error:"
+        print(f"{label} {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away, e.g. `deploykit logs churn | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush does not fail
+        return 0
+
+
+def _show(args: argparse.Namespace, result: Any) -> int | None:
+    show = _SHOW.get(args.command)
+    return show(args, result) if show else None
+
+
+def _show_deployed(args, dep) -> None:
+    print(dep.url)
+    if dep.target == "local":
+        _serve_until_interrupted(dep)
+
+
+def _show_list(args, deployments) -> None:
+    for dep in deployments:
+        print(f"{dep.name}\tv{dep.version}\t{dep.target}\t{dep.url}")
+
+
+def status_of(dep) -> dict:
+    """What ``deploykit status`` reports about a deployment."""
+    health, m = dep.health(), dep.package.manifest
+    card = m.get("card") or {}
+    return {
+        "name": dep.name, "version": dep.version, "target": dep.target, "url": dep.url,
+        "live": health["live"], "ready": health["ready"], "started": dep.started, "package": str(dep.package.path),
+        "model": f"{m.get('estimator', '?').rsplit('.', 1)[-1]} ({m.get('task', '?')})",
+        "parity": dep.package.parity_summary() if m.get("parity") else None,
+        "card": f"{card.get('errors', 0)} errors, {card.get('warnings', 0)} warnings ({card.get('profile') or 'internal'})" if card else None,
+    }
+
+
+def _show_status(args, dep) -> int:
+    status = status_of(dep)
+    if args.json:
+        print(json.dumps(status, indent=1))
+    else:
+        for key, value in status.items():
+            shown = ("yes" if value else "NO") if isinstance(value, bool) else value
+            print(f"{key:>8}  {shown}")
+    if not status["ready"]:
+        print(f"{dep.name} is not ready; `deploykit logs {dep.name}` shows why", file=sys.stderr)
+        return 1
     return 0
 
 
-def _run(args: argparse.Namespace) -> None:
-    import deploykit
-
-    if args.command == "list":
-        for dep in deploykit.deployments():
-            print(f"{dep.name}\tv{dep.version}\t{dep.target}\t{dep.url}")
-    elif args.command == "stop":
-        _stop(args.name)
-    elif args.command == "deploy":
-        pkg = deploykit.Package.load(args.model)
-        if args.train or args.test:
-            raise ArgumentError("the CLI deploys saved packages; --train/--test apply when packaging in a notebook")
-        options = {"base_image": args.base_image} if args.base_image else {}
-        dep = deploykit.deploy(pkg, target=args.target, name=args.name, port=args.port, **options)
-        print(dep.url)
-        if dep.target == "local":
-            _serve_until_interrupted(dep)
-    elif args.command == "build":
-        image = deploykit.Package.load(args.package, version=args.version).build_image(base_image=args.base_image, tag=args.tag)
-        print(image.tag)
-    elif args.command == "base-image":
-        from ._docker.base import build_base_image
-
-        print(build_base_image(args.tag, suite=args.suite, mirror=args.mirror))
-    elif args.command == "demo":
-        from .demo import run
-
-        run(keep=args.keep, target=args.target)
+def _show_logs(args, logs) -> None:
+    if isinstance(logs, str):
+        print(logs)
+        return
+    try:
+        for line in logs:
+            print(line, flush=True)
+    except KeyboardInterrupt:
+        pass
 
 
-def _stop(name: str) -> None:
-    import deploykit
-    from .exceptions import ConfigError
-
-    for dep in deploykit.deployments():
-        if dep.name == name:
-            dep.stop()
-            print(f"stopped {name}")
-            return
-    raise ConfigError(f"no running deployment named {name!r}; `deploykit list` shows what is running")
+def _show_predictions(args, values) -> None:
+    key = "probabilities" if args.proba else "predictions"
+    print(json.dumps({key: values.tolist()}))
 
 
-def _serve_until_interrupted(dep) -> None:
+def _show_explanation(args, explanation) -> None:
+    print(json.dumps({
+        "feature_names": explanation.feature_names, "values": explanation.values.tolist(),
+        "base_values": explanation.base_values.tolist(), "outputs": explanation.outputs.tolist(),
+        "output": explanation.output, "explainer": explanation.explainer, "classes": explanation.classes,
+    }))
+
+
+def _show_card(args, card) -> None:
+    if args.format == "markdown":
+        print(card.to_markdown(images=None))
+    elif args.format == "html":
+        print(card.to_html())
+    elif args.format == "json":
+        print(card.to_json(), end="")
+    else:
+        print(repr(card))
+        for finding in card.findings:
+            print(f"  {finding.severity}: {finding.field}: {finding.message}")
+    if args.save:
+        print(f"saved to {args.save}", file=sys.stderr)
+
+
+def _show_stopped(args, dep) -> None:
+    print(f"stopped {dep.name}")
+
+
+def _show_run(args, result) -> None:
+    print(f"executed {result.notebook} → {result.output}")
+    for dep in result.deployments:
+        print(f"{dep.name}\tv{dep.version}\t{dep.target}\t{dep.url}\t{'stopped after its checks' if args.stop else 'serving'}")
+    live_local = [d for d in result.deployments if d.target == "local" and not d.stopped]
+    if live_local:
+        _serve_until_interrupted(*live_local)
+
+
+def _show_path(args, path) -> None:
+    print(f"wrote {path}")
+
+
+_SHOW = {
+    "deploy": _show_deployed, "rollback": _show_deployed, "list": _show_list, "status": _show_status,
+    "logs": _show_logs, "predict": _show_predictions, "explain": _show_explanation, "card": _show_card,
+    "stop": _show_stopped, "run": _show_run, "init-ci": _show_path,
+    "build": lambda args, image: print(image.tag), "base-image": lambda args, tag: print(tag),
+}
+
+
+def _serve_until_interrupted(*deps) -> None:
+    """Local services end with the process that started them: keep this one alive until Ctrl-C."""
     import time
 
     print("serving; Ctrl-C stops it", file=sys.stderr)
     try:
-        while dep.handle.exited() is None:
+        while any(dep.handle.exited() is None for dep in deps):
             time.sleep(1)
     except KeyboardInterrupt:
-        dep.stop()
+        for dep in deps:
+            dep.stop()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,13 +4,36 @@ from __future__ import annotations
 
 import shlex
 
-from ._cli import COMMANDS, ArgumentError, build_parser, deploy_kwargs
+from ._cli import COMMANDS, ArgumentError, HelpShown, build_parser, deploy_kwargs, execute, grammar_help
 
 
 def _resolve(shell, name: str):
     if name not in shell.user_ns:
         raise ArgumentError(f"no variable named {name!r} in the notebook; define it first or check the spelling")
     return shell.user_ns[name]
+
+
+class Variables:
+    """Turns %deploy's words into objects: models, data and card fields are notebook variables."""
+
+    def __init__(self, shell) -> None:
+        self.shell = shell
+
+    def model(self, token: str, *, trust: bool):
+        return _resolve(self.shell, token)
+
+    def frame(self, token: str):
+        return _resolve(self.shell, token)
+
+    labels = fields = frame
+
+    def package(self, token: str, version: str | None):
+        import deploykit
+
+        value = self.shell.user_ns.get(token)
+        if isinstance(value, deploykit.Package) and version is None:
+            return value
+        return deploykit.Package.load(token, version=version)
 
 
 def deploy_magic(shell, line: str):
@@ -21,12 +44,21 @@ def deploy_magic(shell, line: str):
         %deploy MODEL --name NAME --train X_train [y_train] [--test X_test [y_test]] [--target local]
                       [--port N] [--no-explain] [--debug]
         %deploy list
+        %deploy status NAME
+        %deploy logs NAME [--tail N] [--follow]
+        %deploy predict NAME DATA [--proba]
+        %deploy explain NAME DATA
+        %deploy card NAME [--open] [--save DIR]
+        %deploy rollback NAME [--to VERSION]
         %deploy stop NAME
+        %deploy build PACKAGE [--version V] [--tag TAG]
+        %deploy run NOTEBOOK.ipynb [-p KEY VALUE ...] [--target local|docker] [--stop]
         %deploy --panel MODEL --train X_train [y_train] [--test X_test [y_test]] [--name NAME]
 
     ``--panel`` opens the deploy panel widget (a form, live progress, a try-it form) instead of deploying.
-    MODEL, X_train and the rest are names of notebook variables. Errors show as one line; add
-    ``--debug`` for the full traceback.
+    MODEL, X_train, DATA and the rest are names of notebook variables. Errors show as one line; add
+    ``--debug`` for the full traceback. The grammar is the ``deploykit`` command's; every command and
+    option follows, with examples.
 
     Example::
 
@@ -41,19 +73,14 @@ def deploy_magic(shell, line: str):
     debug = "--debug" in tokens
     try:
         args = build_parser(prog="%deploy").parse_args(tokens)
-        if args.command == "list":
-            return deploykit.deployments()
-        if args.command == "stop":
-            from ._cli import _stop
-
-            _stop(args.name)
-            return None
         if args.command == "demo":
             raise ArgumentError("the demo runs from a terminal: `deploykit demo`")
-        kwargs = deploy_kwargs(args, lambda name: _resolve(shell, name))
-        if args.panel:
-            return _panel(_resolve(shell, args.model), args, kwargs)
-        return deploykit.deploy(_resolve(shell, args.model), **kwargs)
+        names = Variables(shell)
+        if args.command == "deploy" and args.panel:
+            return _panel(_resolve(shell, args.model), args, deploy_kwargs(args, names))
+        return _shown(execute(args, names))
+    except HelpShown:
+        return None
     except (deploykit.DeployKitError, ArgumentError) as exc:
         if debug:
             raise
@@ -70,9 +97,24 @@ def _panel(model, args, kwargs: dict):
     return deploykit.DeployPanel(model, kwargs["X_train"], **data, name=args.name, target=args.target)
 
 
+def _shown(result):
+    """Text is printed (a followed log line by line, until the kernel is interrupted); objects display themselves."""
+    if isinstance(result, str):
+        print(result)
+        return None
+    if hasattr(result, "__next__"):
+        try:
+            for line in result:
+                print(line, flush=True)
+        except KeyboardInterrupt:
+            pass
+        return None
+    return result
+
+
 def register(ipython) -> None:
     def deploy(line: str):
         return deploy_magic(ipython, line)
 
-    deploy.__doc__ = deploy_magic.__doc__
+    deploy.__doc__ = f"{deploy_magic.__doc__}\n{grammar_help('%deploy')}"
     ipython.register_magic_function(deploy, magic_kind="line", magic_name="deploy")

@@ -1,0 +1,210 @@
+"""What each command of the shared grammar does: one core call per command, for both front ends.
+
+``execute(args, names)`` takes arguments parsed by :func:`deploykit._cli.build_parser` and a ``names``
+object that turns the user's words into objects: files in the CLI (:class:`deploykit._cli.Files`),
+notebook variables in ``%deploy`` (:class:`deploykit._magic.Variables`). It returns the core's result;
+each front end shows it its own way (the CLI prints, the magic returns it for rich display).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+
+class ArgumentError(Exception):
+    """Arguments that do not parse or do not fit together (raised, never exits: the magic must not exit the kernel)."""
+
+
+class Names(Protocol):
+    def model(self, token: str, *, trust: bool) -> Any: ...
+    def frame(self, token: str) -> Any: ...
+    def labels(self, token: str) -> Any: ...
+    def fields(self, token: str) -> dict: ...
+    def package(self, token: str, version: str | None) -> Any: ...
+
+
+def execute(args: argparse.Namespace, names: Names) -> Any:
+    return _COMMANDS[args.command](args, names)
+
+
+def deploy_kwargs(args: argparse.Namespace, names: Names) -> dict:
+    """Keyword arguments for :func:`deploykit.deploy` from parsed ``deploy`` arguments."""
+    kwargs: dict[str, Any] = {"target": args.target, "name": args.name, "port": args.port}
+    if args.base_image:
+        kwargs["base_image"] = args.base_image
+    for flag, (x_key, y_key) in (("train", ("X_train", "y_train")), ("test", ("X_test", "y_test"))):
+        values = getattr(args, flag) or []
+        if len(values) > 2:
+            raise ArgumentError(f"--{flag} takes X and optionally y, got {len(values)} names: {' '.join(values)}")
+        if values:
+            kwargs[x_key] = names.frame(values[0])
+        if len(values) == 2:
+            kwargs[y_key] = names.labels(values[1])
+    if args.sensitive:
+        kwargs["sensitive_features"] = args.sensitive
+    if args.profile:
+        kwargs["profile"] = args.profile
+    if args.card:
+        kwargs["card"] = names.fields(args.card)
+    if "X_train" in kwargs or args.explain is False:
+        kwargs["explain"] = args.explain
+    return kwargs
+
+
+def parameters(pairs: list[list[str]] | None) -> dict:
+    """``-p key value`` pairs; values read as Python literals where they are one (``5``, ``0.1``, ``True``)."""
+    values = {}
+    for key, text in pairs or []:
+        try:
+            values[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            values[key] = text
+    return values
+
+
+# -- the commands -------------------------------------------------------------------------------------
+def _deploy(args, names):
+    import deploykit
+
+    if args.panel:
+        raise ArgumentError("--panel opens a widget in a notebook: use `%deploy --panel MODEL --train X_train y_train`")
+    model = names.model(args.model, trust=args.trust)
+    if not isinstance(model, deploykit.Package):
+        missing = [flag for flag, given in (("--name NAME", args.name), ("--train X [y]", args.train)) if not given]
+        if missing:
+            raise ArgumentError(f"deploying a model (not a saved package) needs {' and '.join(missing)}")
+    return deploykit.deploy(model, **deploy_kwargs(args, names))
+
+
+def _list(args, names):
+    import deploykit
+
+    return deploykit.deployments()
+
+
+def _find(name: str):
+    from ._deploy import find
+
+    return find(name)
+
+
+def _status(args, names):
+    return _find(args.name)
+
+
+def _logs(args, names):
+    deployment = _find(args.name)
+    return deployment.follow_logs(args.tail) if args.follow else deployment.logs(args.tail)
+
+
+def _predict(args, names):
+    deployment = _find(args.name)
+    rows = names.frame(args.data)
+    return deployment.predict_proba(rows) if args.proba else deployment.predict(rows)
+
+
+def _explain(args, names):
+    return _find(args.name).explain(names.frame(args.data))
+
+
+def _card(args, names):
+    from .exceptions import ConfigError
+
+    running = {d.name: d for d in _deployments()}
+    source = running.get(args.name) or names.package(args.name, None)
+    card = source.card
+    if card is None:
+        raise ConfigError(f"{args.name} was packaged before model cards existed; package it again to give it one")
+    if args.save:
+        card.save(args.save)
+    if args.open:
+        _open_in_browser(f"{source.url}/card" if args.name in running else _card_file(source))
+    return card
+
+
+def _deployments():
+    import deploykit
+
+    return deploykit.deployments()
+
+
+def _card_file(pkg) -> str:
+    return (pkg.model_dir / pkg.manifest["artifacts"]["card_html"]["file"]).resolve().as_uri()
+
+
+def _open_in_browser(address: str) -> None:
+    import webbrowser
+
+    if not webbrowser.open(address):
+        print(f"no browser to open here; the card is at {address}")
+
+
+def _rollback(args, names):
+    import deploykit
+
+    return deploykit.rollback(args.name, to=args.to)
+
+
+def _stop(args, names):
+    deployment = _find(args.name)
+    deployment.stop()
+    return deployment
+
+
+def _build(args, names):
+    return names.package(args.package, args.version).build_image(base_image=args.base_image, tag=args.tag)
+
+
+def _base_image(args, names):
+    from ._docker.base import build_base_image
+
+    return build_base_image(args.tag, suite=args.suite, mirror=args.mirror)
+
+
+def _run(args, names):
+    from ._run import run_notebook
+
+    result = run_notebook(args.notebook, parameters=parameters(args.parameter), output=args.output, target=args.target)
+    for pkg in result.packages if args.cards else []:
+        if pkg.card is not None:
+            pkg.card.save(Path(args.cards) / pkg.name)
+    if args.stop:
+        for deployment in result.deployments:
+            deployment.stop()
+    return result
+
+
+def _init_ci(args, names):
+    from ._ci import write_workflow
+
+    return write_workflow(args.notebook, output=args.output, force=args.force, target=args.target, keep=args.keep,
+                          runs_on=args.runs_on, python=args.python, branch=args.branch,
+                          parameters=parameters(args.parameter))
+
+
+def _demo(args, names):
+    from .demo import run
+
+    run(keep=args.keep, target=args.target)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Names], Any]] = {
+    "deploy": _deploy,
+    "list": _list,
+    "status": _status,
+    "logs": _logs,
+    "predict": _predict,
+    "explain": _explain,
+    "card": _card,
+    "rollback": _rollback,
+    "stop": _stop,
+    "build": _build,
+    "base-image": _base_image,
+    "run": _run,
+    "init-ci": _init_ci,
+    "demo": _demo,
+}
+COMMANDS = tuple(_COMMANDS)
