@@ -70,6 +70,7 @@ def _default_output(notebook: Path) -> Path:
 def _execute(notebook: Path, output: Path, parameters: dict, verbose: bool) -> None:
     try:
         import papermill
+        from jupyter_client.kernelspec import NoSuchKernel
         from papermill.exceptions import PapermillExecutionError
     except ImportError:
         raise ConfigError("deploykit run needs papermill: pip install 'deploykit[cli]'") from None
@@ -78,6 +79,9 @@ def _execute(notebook: Path, output: Path, parameters: dict, verbose: bool) -> N
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, progress_bar=False,
                                    cwd=str(notebook.resolve().parent), **streams)
+    except NoSuchKernel as exc:
+        raise ConfigError(f"{notebook.name} asks for the Jupyter kernel {exc.args[0]!r}, which is not installed here; "
+                          "pip install ipykernel (for 'python3'), or change the notebook's kernel") from None
     except PapermillExecutionError as exc:
         raise DeployKitError(f"{notebook.name} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue.rstrip('.')}); "
                              f"the executed notebook, with the traceback, is at {output}") from None

@@ -48,3 +48,11 @@ def test_only_notebooks_run(tmp_path, capsys):
     (tmp_path / "train.py").write_text("print('hi')")
     assert main(["run", str(tmp_path / "train.py")]) == 1
     assert "is not a notebook file (.ipynb)" in capsys.readouterr().err
+
+
+def test_a_missing_kernel_is_named(tmp_path, capsys):
+    notebook = json.loads(NOTEBOOK.read_text())
+    notebook["metadata"]["kernelspec"]["name"] = "no-such-kernel"
+    (tmp_path / "other.ipynb").write_text(json.dumps(notebook))
+    assert main(["run", str(tmp_path / "other.ipynb")]) == 1
+    assert "asks for the Jupyter kernel 'no-such-kernel', which is not installed here" in capsys.readouterr().err
