@@ -72,49 +72,70 @@ def build_parser(prog: str = "deploykit") -> argparse.ArgumentParser:
         p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
         return p
 
-    _deploy_arguments(command("deploy", "package and serve a model, or serve a saved package"))
-    command("list", "list running deployments")
-    status = command("status", "show a deployment's version, URL, health and model")
-    status.add_argument("name", help="deployment name")
-    status.add_argument("--json", action="store_true", help="print the status as JSON (CLI)")
-    logs = command("logs", "show a deployment's log")
-    logs.add_argument("name", help="deployment name")
-    logs.add_argument("--tail", type=int, default=50, metavar="N", help="show the last N lines (default: 50)")
-    logs.add_argument("--follow", "-f", action="store_true", help="then keep printing new lines until Ctrl-C")
-    predict = command("predict", "predict rows with a running deployment")
-    predict.add_argument("name", help="deployment name")
-    predict.add_argument("data", metavar="DATA", help="rows: a DataFrame variable (%%deploy); a .csv/.parquet/.json file (CLI)")
-    predict.add_argument("--proba", action="store_true", help="class probabilities instead of labels (classifiers)")
-    explain = command("explain", "SHAP contributions of rows from a running deployment")
-    explain.add_argument("name", help="deployment name")
-    explain.add_argument("data", metavar="DATA", help="rows: a DataFrame variable (%%deploy); a .csv/.parquet/.json file (CLI)")
-    card = command("card", "show the model card of a deployment or saved package")
-    card.add_argument("name", help="deployment name, or saved package name")
-    card.add_argument("--open", action="store_true", help="open the card's HTML page in a web browser")
-    card.add_argument("--format", choices=["summary", "markdown", "html", "json"], default="summary",
-                      help="what the CLI prints (default: summary)")
-    card.add_argument("--save", metavar="DIR", help="write card.html, card.md, card.json and the plots into DIR")
-    rollback = command("rollback", "serve the previous version again (health-gated: on failure the current one keeps serving)")
-    rollback.add_argument("name", help="deployment name")
-    rollback.add_argument("--to", metavar="VERSION", help="the package version to serve (default: the release before the current one)")
-    stop = command("stop", "stop a deployment")
-    stop.add_argument("name", help="deployment name")
-    build = command("build", "build a package's Docker image")
-    build.add_argument("package", help="package name (newest version) or folder; in %%deploy also a Package variable")
-    build.add_argument("--version", help="package version (default: the newest)")
-    build.add_argument("--base-image", help="base image (default: $DEPLOYKIT_BASE_IMAGE, config, python:X.Y-slim)")
-    build.add_argument("--tag", help="image tag (default: deploykit/NAME:VERSION)")
-    base = command("base-image", "build a Python base image from Debian packages (no registry needed)")
-    base.add_argument("--tag", help="image tag (default: local/python:X.Y-SUITE)")
-    base.add_argument("--suite", help="Debian suite (default: the one whose Python matches this one)")
-    base.add_argument("--mirror", help="Debian mirror (default: the one apt uses here)")
-    _run_arguments(command("run", "execute a notebook headless (papermill) and deploy the packages it makes"))
-    _init_ci_arguments(command("init-ci", "write a GitHub Actions workflow that runs a notebook with `deploykit run`"))
-    demo = command("demo", "train a churn model, deploy it, show a prediction and its explanation")
-    demo.add_argument("--keep", action="store_true", help="keep serving until Ctrl-C")
-    demo.add_argument("--target", default="auto", choices=["auto", "local", "docker"],
-                      help="auto (default): docker when an engine and a base image are usable, else local")
+    for name, help, add_arguments in _COMMANDS:
+        add_arguments(command(name, help))
     return parser
+
+
+def _name(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="deployment name")
+
+
+def _nothing(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _status_arguments(p: argparse.ArgumentParser) -> None:
+    _name(p)
+    p.add_argument("--json", action="store_true", help="print the status as JSON (CLI)")
+
+
+def _logs_arguments(p: argparse.ArgumentParser) -> None:
+    _name(p)
+    p.add_argument("--tail", type=int, default=50, metavar="N", help="show the last N lines (default: 50)")
+    p.add_argument("--follow", "-f", action="store_true", help="then keep printing new lines until Ctrl-C")
+
+
+def _rows_arguments(p: argparse.ArgumentParser) -> None:
+    _name(p)
+    p.add_argument("data", metavar="DATA", help="rows: a DataFrame variable (%%deploy); a .csv/.parquet/.json file (CLI)")
+
+
+def _predict_arguments(p: argparse.ArgumentParser) -> None:
+    _rows_arguments(p)
+    p.add_argument("--proba", action="store_true", help="class probabilities instead of labels (classifiers)")
+
+
+def _card_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="deployment name, or saved package name")
+    p.add_argument("--open", action="store_true", help="open the card's HTML page in a web browser")
+    p.add_argument("--format", choices=["summary", "markdown", "html", "json"], default="summary",
+                   help="what the CLI prints (default: summary)")
+    p.add_argument("--save", metavar="DIR", help="write card.html, card.md, card.json and the plots into DIR")
+
+
+def _rollback_arguments(p: argparse.ArgumentParser) -> None:
+    _name(p)
+    p.add_argument("--to", metavar="VERSION", help="the package version to serve (default: the release before the current one)")
+
+
+def _build_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("package", help="package name (newest version) or folder; in %%deploy also a Package variable")
+    p.add_argument("--version", help="package version (default: the newest)")
+    p.add_argument("--base-image", help="base image (default: $DEPLOYKIT_BASE_IMAGE, config, python:X.Y-slim)")
+    p.add_argument("--tag", help="image tag (default: deploykit/NAME:VERSION)")
+
+
+def _base_image_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tag", help="image tag (default: local/python:X.Y-SUITE)")
+    p.add_argument("--suite", help="Debian suite (default: the one whose Python matches this one)")
+    p.add_argument("--mirror", help="Debian mirror (default: the one apt uses here)")
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep", action="store_true", help="keep serving until Ctrl-C")
+    p.add_argument("--target", default="auto", choices=["auto", "local", "docker"],
+                   help="auto (default): docker when an engine and a base image are usable, else local")
 
 
 def _deploy_arguments(p: argparse.ArgumentParser) -> None:
@@ -161,6 +182,25 @@ def _init_ci_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--branch", default="main", help="the branch whose pushes run it (default: main)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"), help="a notebook parameter for the run")
     p.add_argument("--force", action="store_true", help="write over an existing workflow file")
+
+
+# (command, what it does, its arguments), in the order --help lists them
+_COMMANDS = [
+    ("deploy", "package and serve a model, or serve a saved package", _deploy_arguments),
+    ("list", "list running deployments", _nothing),
+    ("status", "show a deployment's version, URL, health and model", _status_arguments),
+    ("logs", "show a deployment's log", _logs_arguments),
+    ("predict", "predict rows with a running deployment", _predict_arguments),
+    ("explain", "SHAP contributions of rows from a running deployment", _rows_arguments),
+    ("card", "show the model card of a deployment or saved package", _card_arguments),
+    ("rollback", "serve the previous version again (health-gated: on failure the current one keeps serving)", _rollback_arguments),
+    ("stop", "stop a deployment", _name),
+    ("build", "build a package's Docker image", _build_arguments),
+    ("base-image", "build a Python base image from Debian packages (no registry needed)", _base_image_arguments),
+    ("run", "execute a notebook headless (papermill) and deploy the packages it makes", _run_arguments),
+    ("init-ci", "write a GitHub Actions workflow that runs a notebook with `deploykit run`", _init_ci_arguments),
+    ("demo", "train a churn model, deploy it, show a prediction and its explanation", _demo_arguments),
+]
 
 
 class HelpShown(Exception):
