@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 
 from ._runtime import artifacts
-from ._runtime.errors import InputError
 from ._runtime.schema import InstanceValidator
-from ._schema import records
+from ._schema import records, valid_indices
 
 TOLERANCE = 1e-5
 MAX_ROWS = 5000
@@ -96,7 +95,8 @@ def plan_fast_path(model: Any, facts: Any, schema: dict, frame, model_dir: Path)
     per_column = isinstance(first, ColumnTransformer)
     if not per_column and any(c["kind"] in ("category", "string") for c in schema["columns"]):
         return _disabled("text or category columns reach the estimator without a ColumnTransformer")
-    frame = _valid(schema, frame.iloc[:MAX_ROWS])
+    frame = frame.iloc[:MAX_ROWS]
+    frame = frame.iloc[valid_indices(schema, records(frame))]
     reasons = []
     for precision in ("double", "float"):
         from ._runtime.fastpath import FastPath
@@ -117,15 +117,3 @@ def plan_fast_path(model: Any, facts: Any, schema: dict, frame, model_dir: Path)
         reasons.append(f"{precision}: {mismatches} of {len(frame)} labels differ, max difference {diff:.2e}")
     (model_dir / "model.onnx").unlink(missing_ok=True)
     return _disabled("; ".join(reasons))
-
-
-def _valid(schema: dict, frame):
-    validator = InstanceValidator(schema)
-    keep = []
-    for i, row in enumerate(records(frame)):
-        try:
-            validator.columns_of([row])
-            keep.append(i)
-        except InputError:
-            continue
-    return frame.iloc[keep]

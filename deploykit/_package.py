@@ -16,10 +16,9 @@ import pandas as pd
 from . import _capture, _parity, _paths
 from ._progress import Progress
 from ._runtime import artifacts
-from ._runtime.errors import InputError
 from ._runtime.model import MANIFEST
 from ._runtime.schema import InstanceValidator
-from ._schema import as_frame, infer_schema, records
+from ._schema import as_frame, infer_schema, records, valid_indices
 from ._version import __version__
 from .exceptions import SchemaError
 
@@ -328,20 +327,7 @@ def _write_manifest(work: Path, manifest: dict) -> None:
 
 def _sample(schema: dict, frame: pd.DataFrame) -> list[dict]:
     rows = records(frame.iloc[:50])
-    return [rows[i] for i in _valid_indices(schema, rows)[:SAMPLE_ROWS]]
-
-
-def _valid_indices(schema: dict, rows: list[dict]) -> list[int]:
-    """Indices of the JSON rows that pass the serving schema (test data may hold unseen categories)."""
-    validator = InstanceValidator(schema)
-    valid = []
-    for i, row in enumerate(rows):
-        try:
-            validator.columns_of([row])
-        except InputError:
-            continue
-        valid.append(i)
-    return valid
+    return [rows[i] for i in valid_indices(schema, rows)[:SAMPLE_ROWS]]
 
 
 def _check_parity(model, facts, schema, frame, test, work, manifest, explain, progress) -> None:
@@ -349,7 +335,7 @@ def _check_parity(model, facts, schema, frame, test, work, manifest, explain, pr
     with progress.stage("parity", "reloading in a clean process"):
         candidates = source.iloc[: PARITY_ROWS * 2]
         rows = records(candidates)
-        keep = _valid_indices(schema, rows)[:PARITY_ROWS]
+        keep = valid_indices(schema, rows)[:PARITY_ROWS]
         replay = [rows[i] for i in keep]
         if not replay:
             raise SchemaError("no row of the test data fits the input schema, so nothing can be replayed")

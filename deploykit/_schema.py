@@ -110,3 +110,19 @@ def _missing(value: Any) -> bool:
         return bool(pd.isna(value))
     except (TypeError, ValueError):
         return False
+
+
+def valid_indices(schema: dict, rows: list[dict]) -> list[int]:
+    """Indices of the JSON rows that pass the serving schema (test data may hold unseen categories)."""
+    from ._runtime.errors import InputError
+    from ._runtime.schema import InstanceValidator
+
+    validator = InstanceValidator(schema)
+    valid = []
+    for i, row in enumerate(rows):
+        try:
+            validator.columns_of([row])
+        except InputError:
+            continue
+        valid.append(i)
+    return valid
