@@ -242,11 +242,11 @@ def _explainability(inputs: CardInputs, plots: dict) -> dict:
     record = m["artifacts"]["background"]
     background = validator.frame(json.loads(artifacts.read_verified(inputs.model_dir / record["file"], record["sha256"])))
     source = inputs.test if inputs.test is not None else inputs.train
-    from .._package import _valid_indices
+    from .._schema import valid_indices
     from .._schema import records
 
     rows = records(source.iloc[:400])
-    usable = [rows[i] for i in _valid_indices(m["schema"], rows)]
+    usable = [rows[i] for i in valid_indices(m["schema"], rows)]
     section, values = global_importance(inputs.model, m, background, validator.frame(usable))
     if values is not None:
         section["rows_from"] = "held-out data" if inputs.test is not None else "training data"
