@@ -330,7 +330,7 @@ def _show_status(args, dep) -> int:
 
 def _show_logs(args, logs) -> None:
     if isinstance(logs, str):
-        print(logs)
+        print(logs.rstrip("\n"))
         return
     try:
         for line in logs:

@@ -114,7 +114,7 @@ def _card(args, names):
     from .exceptions import ConfigError
 
     running = {d.name: d for d in _deployments()}
-    source = running.get(args.name) or names.package(args.name, None)
+    source = running.get(args.name) or _saved(names, args.name, running)
     card = source.card
     if card is None:
         raise ConfigError(f"{args.name} was packaged before model cards existed; package it again to give it one")
@@ -123,6 +123,16 @@ def _card(args, names):
     if args.open:
         _open_in_browser(f"{source.url}/card" if args.name in running else _card_file(source))
     return card
+
+
+def _saved(names: Names, name: str, running: dict):
+    from .exceptions import ConfigError
+
+    try:
+        return names.package(name, None)
+    except ConfigError:
+        listed = ", ".join(running) or "none"
+        raise ConfigError(f"no running deployment or saved package named {name!r} (running: {listed})") from None
 
 
 def _deployments():

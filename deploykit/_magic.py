@@ -100,7 +100,7 @@ def _panel(model, args, kwargs: dict):
 def _shown(result):
     """Text is printed (a followed log line by line, until the kernel is interrupted); objects display themselves."""
     if isinstance(result, str):
-        print(result)
+        print(result.rstrip("\n"))
         return None
     if hasattr(result, "__next__"):
         try:

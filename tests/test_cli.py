@@ -71,6 +71,8 @@ def test_errors_are_short_with_exit_code_1(capsys, tmp_path):
     assert "no running deployment named 'nothing-here'" in capsys.readouterr().err
     assert main(["deploy", str(tmp_path / "model.skops"), "--name", "x", "--train", "X.csv"]) == 1
     assert "model file" in capsys.readouterr().err
+    assert main(["card", "nothing-here"]) == 1
+    assert "no running deployment or saved package named 'nothing-here'" in capsys.readouterr().err
     assert main(["deploy", "--panel", "churn"]) == 1
     assert "use `%deploy --panel" in capsys.readouterr().err
     assert main(["bogus"]) == 2
@@ -311,4 +313,14 @@ def test_list_then_stop_ends_the_serving_process(from_files, capsys):
     assert capsys.readouterr().out == "stopped filecli\n"
     assert from_files["proc"].wait(30) == 0  # `deploykit deploy` served until its service stopped
     assert "filecli" not in [d.name for d in deploykit.deployments()]
-    assert os.path.exists(from_files["folder"] / "model.skops")
+
+
+@pytest.mark.serve
+def test_card_of_a_saved_package(from_files, monkeypatch, capsys):
+    assert "filecli" not in [d.name for d in deploykit.deployments()]
+    opened = []
+    monkeypatch.setattr("webbrowser.open", lambda address: opened.append(address) or True)
+    assert main(["card", "filecli", "--open", "--format", "markdown"]) == 0
+    assert "retention calls" in capsys.readouterr().out
+    package = deploykit.Package.load("filecli")
+    assert opened == [(package.path / "model" / "card.html").resolve().as_uri()]
