@@ -73,7 +73,12 @@ class Spec:
     routes: dict = field(default_factory=lambda: {"predict": "/predict"})
     floor: bool = False  # an empty endpoint: answers do not depend on the model
     deploykit: bool = False
-    start_cost_s: float = 10.0  # a typical start (deploykit: with packaging) and stop, for the time budget
+    start_cost_s: float = 8.0  # a typical start (deploykit's: with packaging), settling and stop, for the time budget
+    restart_cost_s: float = 0.0  # the same without packaging; 0: as start_cost_s
+    variant: dict = field(default_factory=dict)  # deploykit: the package keywords this server passes
+
+    def __post_init__(self) -> None:
+        self.restart_cost_s = self.restart_cost_s or self.start_cost_s
 
 
 # -- plain processes ---------------------------------------------------------------------------------
@@ -214,13 +219,13 @@ def _stop_deployment(dep) -> None:
 def catalogue() -> dict[str, Spec]:
     specs = [
         Spec("deploykit", "deploykit", "records", _deploykit({}),
-             {"predict": "/predict", "explain": "/explain"}, deploykit=True, start_cost_s=30),
-        Spec("fastapi", "FastAPI+uvicorn, 1 worker", "records", _uvicorn("fastapi_handler", 1), start_cost_s=7),
-        Spec("fastapi-2w", "FastAPI+uvicorn, 2 workers", "records", _uvicorn("fastapi_handler", 2), start_cost_s=8),
+             {"predict": "/predict", "explain": "/explain"}, deploykit=True, start_cost_s=25, restart_cost_s=11),
+        Spec("fastapi", "FastAPI+uvicorn, 1 worker", "records", _uvicorn("fastapi_handler", 1), start_cost_s=5),
+        Spec("fastapi-2w", "FastAPI+uvicorn, 2 workers", "records", _uvicorn("fastapi_handler", 2), start_cost_s=5),
         Spec("bentoml", "BentoML defaults", "records", _bentoml("bentoml_default", "records")),
         Spec("bentoml-batching", "BentoML adaptive batching", "arrays", _bentoml("bentoml_batching", "arrays")),
-        Spec("mlflow", "mlflow models serve", "mlflow", _mlflow, {"predict": "/invocations"}, start_cost_s=15),
-        Spec("fastapi-empty", "empty FastAPI endpoint", "records", _uvicorn("fastapi_empty", 1), floor=True, start_cost_s=5),
+        Spec("mlflow", "mlflow models serve", "mlflow", _mlflow, {"predict": "/invocations"}, start_cost_s=8),
+        Spec("fastapi-empty", "empty FastAPI endpoint", "records", _uvicorn("fastapi_empty", 1), floor=True, start_cost_s=3),
         Spec("bentoml-empty", "empty @bentoml.api", "records", _bentoml("bentoml_empty", "records"), floor=True),
         Spec("bentoml-empty-2w", "empty @bentoml.api, 2 workers", "records",
              _bentoml("bentoml_empty", "records", workers=2), floor=True),
@@ -233,7 +238,7 @@ def catalogue() -> dict[str, Spec]:
         other = not default if isinstance(default, bool) else False
         specs.insert(1, Spec(f"deploykit-{name}={other}", f"deploykit ({name}={other})", "records",
                              _deploykit({name: other}), {"predict": "/predict", "explain": "/explain"}, deploykit=True,
-                             start_cost_s=30))
+                             start_cost_s=25, restart_cost_s=11, variant={name: other}))
     return {spec.key: spec for spec in specs}
 
 
