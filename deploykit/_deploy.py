@@ -127,6 +127,7 @@ def deploy(
     base_image: str | None = None,
     resources: dict | None = None,
     host: str = "127.0.0.1",
+    workers: int | None = None,
     verbose: bool = True,
     progress: Callable[[dict], None] | None = None,
     **package_kwargs: Any,
@@ -148,6 +149,8 @@ def deploy(
         Deployment name; defaults to the package's name. Required with a model.
     port : int, optional
         Port to listen on; a free one by default.
+    workers : int, optional
+        Server worker processes (each loads the model); defaults to the package's setting, 1.
     base_image, resources, host
         Docker only: the base image (see :meth:`Package.build_image`), limits such as
         ``{"memory": "2g", "cpus": 1.5}``, and the host address the port is published on.
@@ -191,7 +194,8 @@ def deploy(
         with steps.stage("image", "docker build (network off)"):
             ensure_image(pkg, base_image=base_image, verbose=verbose, on_line=steps.log)
     with steps.stage("start", target):
-        handle = _start(target, pkg, name, port, base_image=base_image, resources=resources, host=host, verbose=verbose)
+        handle = _start(target, pkg, name, port, workers, base_image=base_image, resources=resources, host=host,
+                        verbose=verbose)
     try:
         probe = ServiceClient(handle.direct_url)
         with steps.stage("healthy", "/readyz and a smoke prediction"):
@@ -236,12 +240,13 @@ def _resolve_package(model_or_package: Any, name: str | None, verbose: bool, pro
     return package(model_or_package, name=name, verbose=verbose, progress=progress, **package_kwargs)
 
 
-def _start(target: str, pkg: Package, name: str, port: int | None, **docker_options: Any):
+def _start(target: str, pkg: Package, name: str, port: int | None, workers: int | None, **docker_options: Any):
+    env = {"DEPLOYKIT_WORKERS": str(workers)} if workers else {}
     if target == "docker":
         from ._targets.docker import DockerVersion
 
-        return DockerVersion.start(pkg, name=name, port=port, **docker_options)
-    return LocalProcess.start(pkg.manifest["bento"]["path"], name=name, version=pkg.version, port=port)
+        return DockerVersion.start(pkg, name=name, port=port, env=env, **docker_options)
+    return LocalProcess.start(pkg.manifest["bento"]["path"], name=name, version=pkg.version, port=port, env=env)
 
 
 # BentoML logs this and keeps its arbiter alive when a worker cannot load the service.
