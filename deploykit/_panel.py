@@ -451,6 +451,8 @@ class DeployPanel:
         with self._lock:
             self.stages.finish(outcome)
         self._set_running(False, text, state or outcome)
+        if outcome != "done" and self.deployment is not None and not self.deployment.stopped:
+            self.live.layout.display = ""  # a failed or cancelled redeploy leaves the previous version serving
 
     def _render_progress(self) -> None:
         with self._lock:

@@ -237,6 +237,49 @@ def test_a_card_profile_error_shows_what_to_fill(panel):
     assert p.deployment is None and 'data-state="failed"' in p.status.value
 
 
+@pytest.fixture
+def docker_images():
+    """A usable engine and base image (required under CI=true); removes the model images the test built."""
+    import os
+
+    from conftest import require
+    from deploykit._docker.base import check_base_image, resolve_base_image
+    from deploykit._docker.engine import LABEL, available, client
+
+    require(available(), "a Docker engine", "start dockerd (`.ci/run` does)")
+    try:
+        check_base_image(resolve_base_image())
+    except deploykit.DeployKitError as exc:
+        require(False, "a Python base image", f"set DEPLOYKIT_BASE_IMAGE ({str(exc).splitlines()[0]})")
+    engine = client()
+    for image in engine.images.list("deploykit/panel-docker"):  # left by an interrupted run: this test's name
+        engine.images.remove(image.id, force=True)
+    yield engine
+    home = os.environ["DEPLOYKIT_HOME"]
+    for image in engine.images.list(filters={"label": f"{LABEL}.role=model"}):
+        if image.labels.get(f"{LABEL}.package", "").startswith(home) and image.labels.get(f"{LABEL}.model.name") == "panel-docker":
+            engine.images.remove(image.id, force=True)
+
+
+@pytest.mark.serve
+@pytest.mark.docker
+def test_docker_target_shows_the_image_stage_and_its_build_log(panel, docker_images):
+    p = panel("panel-docker")
+    p.target.value = "docker"
+    p.deploy_button.click()
+    assert p.wait(900), "the docker deploy did not finish"
+    assert p.error is None, p.error_box.value
+    assert [row["name"] for row in p.stages.view()][-4:] == ["image", "start", "healthy", "live"]
+    assert all(p.stages.state(stage) == "done" for stage in ("image", "start", "healthy", "live"))
+    assert "base image:" in p.log_view.value and "model image" in p.log_view.value
+    dep = p.deployment
+    assert dep.target == "docker" and dep.health()["ready"]
+    p.predict_button.click()
+    assert p.error is None and "dk-prediction-value" in p.prediction.value
+    p.stop_button.click()
+    assert dep.stopped
+
+
 def test_magic_opens_the_panel(churn, churn_model):
     from IPython.core.interactiveshell import InteractiveShell
 
