@@ -106,6 +106,7 @@ class Explainer:
         self.model, self.config, self.task = model, config, task
         self.to_input = to_input or (lambda frame: frame)
         self.kind, self.space, self.output = config["kind"], config["space"], config["output"]
+        self.schema = schema
         self.feature_names = [c["name"] for c in schema["columns"]]
         self.classes = classes
         self.pre, self.final = split_pipeline(model, self.space)
@@ -141,9 +142,24 @@ class Explainer:
         lookup = {c: i for i, c in enumerate(self.classes)}
         return np.array([lookup[p] for p in predicted.tolist()])
 
+    @property
+    def takes_columns(self) -> bool:
+        """True when request columns can go to SHAP as a float matrix, with no DataFrame in between:
+        no preprocessing, only numeric columns, and no per-row class to look up."""
+        return (self.pre is None and self.coder is None and self.task != "multiclass"
+                and all(c["kind"] in ("integer", "number", "boolean") for c in self.schema["columns"]))
+
+    def explain_columns(self, columns: dict[str, list]) -> dict:
+        matrix = np.column_stack([
+            np.array([np.nan if v is None else v for v in columns[name]], dtype="float64") for name in self.feature_names
+        ])
+        return self._explain(matrix, None)
+
     def explain(self, frame) -> dict:
-        matrix = self._matrix(frame)
-        n = len(frame)
+        return self._explain(self._matrix(frame), frame)
+
+    def _explain(self, matrix: np.ndarray, frame) -> dict:
+        n = len(matrix)
         # shap_values() skips building an Explanation object: the cheapest call SHAP offers
         options = {KERNEL: {"silent": True}, TREE: {"check_additivity": False}, LINEAR: {}}[self.kind]
         raw = self._shap.shap_values(matrix, **options)

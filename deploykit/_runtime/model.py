@@ -126,6 +126,13 @@ class ModelRuntime:
         probabilities = self.model.predict_proba(self.to_input(frame))
         return {"probabilities": jsonable(probabilities), "classes": self.classes, "model": self.model_info}
 
+    def explain_columns(self, columns: dict[str, list]) -> dict:
+        """Explanations for checked columns, skipping the DataFrame where the model needs none."""
+        explainer = self.explainer()
+        if explainer is not None and explainer.takes_columns:
+            return {**explainer.explain_columns(columns), "model": self.model_info}
+        return self.explain(self.validator.build(columns))
+
     def explain(self, frame) -> dict:
         explainer = self.explainer()
         if explainer is None:

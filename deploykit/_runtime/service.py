@@ -8,13 +8,20 @@ server, workers, ``/livez``, ``/readyz``, ``/metrics`` and the OpenAPI page at `
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
+
+# One compute thread per request unless the operator says otherwise, set before any numeric library
+# loads. On a server, OpenMP's spinning worker threads fight the event loop for the cores: measured
+# here, a HistGradientBoosting model's 1-row /predict went from p50 146 ms to 2.6 ms.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import asyncio  # noqa: E402 - after the thread settings above
+import logging  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-import bentoml
+import bentoml  # noqa: E402
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
@@ -130,7 +137,7 @@ async def _model_call(request: Request, kind: str) -> Response:
         columns = runtime.columns(await request.body())
         rows = len(next(iter(columns.values()))) if columns else 0
         if kind == "explain":
-            payload, path, batch = runtime.explain(runtime.validator.build(columns)), "shap", rows
+            payload, path, batch = runtime.explain_columns(columns), "shap", rows
         elif runtime.fast is not None:  # microseconds: answer inline, no thread hand-off
             values = runtime.labels(columns) if kind == "predict" else runtime.probabilities(columns)
             payload, path, batch = _payload(kind, values, runtime), runtime.path, rows
