@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,7 @@ class ModelRuntime:
         self.model_info = {"name": manifest["name"], "version": manifest["version"]}
         self.to_input = (lambda frame: frame.to_numpy()) if manifest.get("input_kind") == "array" else (lambda frame: frame)
         self._explainer = None
+        self._explainer_lock = threading.Lock()
         self.fast = None
         self.path = "sklearn"  # which path answers /predict and /predict_proba: "onnx" or "sklearn"
 
@@ -143,13 +145,14 @@ class ModelRuntime:
         config = self.manifest.get("explainer")
         if config is None:
             return None
-        if self._explainer is None:
-            from .explain import Explainer
+        with self._explainer_lock:  # built once, by whichever request needs it first
+            if self._explainer is None:
+                from .explain import Explainer
 
-            background = self.background()
-            self._explainer = Explainer(
-                self.model, config, self.manifest["schema"], background, self.task, self.classes, self.to_input
-            )
+                background = self.background()
+                self._explainer = Explainer(
+                    self.model, config, self.manifest["schema"], background, self.task, self.classes, self.to_input
+                )
         return self._explainer
 
     def background(self):

@@ -218,8 +218,11 @@ class DeployKitService:
         import gc
 
         runtime = _runtime()
-        if runtime.manifest.get("explainer"):
-            runtime.explainer()  # build SHAP's explainer now, not on the first /explain request
+        # SHAP (about 110 MiB and a second of imports) loads with the first /explain request, unless the
+        # package asks for it up front: a worker that only predicts starts sooner and stays smaller.
+        preload = os.environ.get("DEPLOYKIT_PRELOAD_EXPLAINER") or runtime.manifest.get("serving", {}).get("preload_explainer")
+        if runtime.manifest.get("explainer") and preload not in (None, False, "0", ""):
+            runtime.explainer()
         # The model, SHAP and the libraries are loaded for good: move them out of the collector's way,
         # so a full collection no longer walks them in the middle of a request (a latency tail).
         gc.collect()
