@@ -25,11 +25,13 @@ import bentoml  # noqa: E402
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from . import bentoml_fixes
 from .errors import InputError, IntegrityError
 from .jsonschema import instance_schema
 from .model import ModelRuntime, default_package_dir, dumps, read_manifest
 
 logger = logging.getLogger("deploykit.service")
+bentoml_fixes.apply()
 MANIFEST = read_manifest(default_package_dir())
 
 app = FastAPI(
