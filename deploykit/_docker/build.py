@@ -1,12 +1,16 @@
-"""Building images with the classic builder of a real Docker engine, hermetically and cache-friendly.
+"""Building images with a real Docker engine, hermetically and cache-friendly.
 
 Two images per model, so a new model version sends only its own files to the engine:
 
 * ``deploykit/deps:<hash>``: the base image plus a virtualenv of the pinned lock, keyed on the hash of
-  the lock, the base image and the Dockerfile; built once and shared by every model with that lock.
-* ``deploykit/<name>:<version>``: FROM the deps image, then the service code, then the model.
-
-Every build runs with ``network_mode="none"``: nothing inside a build can reach the network.
+  the lock, the base image and the install script; made once and shared by every model with that lock.
+  The lock's wheels and uv are uploaded into a container of the base image that has no network, the
+  script (``templates/docker/deps-install.sh.j2``) installs them and deletes them, and the container
+  is committed: one layer, no wheels in it. (A multi-stage Dockerfile did the same with the classic
+  builder, but paid a second copy and commit of the whole virtualenv for ``COPY --from``, and left
+  the install stage behind as a dangling image of ~700 MB.)
+* ``deploykit/<name>:<version>``: a Dockerfile FROM the deps image, then the service code, then the
+  model, built by the classic builder with ``network_mode="none"``.
 
 The classic builder commits one image per Dockerfile instruction, about 0.2 s each, and labels passed
 to its API become one ``LABEL`` instruction each; so the model image puts its constant instructions
@@ -17,10 +21,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
+import io
 import shlex
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -40,6 +45,12 @@ DEPS_REPOSITORY = "deploykit/deps"
 FRONT_REPOSITORY = "deploykit/front"
 FRONT_REQUIREMENTS = ("uvicorn", "httpx", "uvloop", "httptools")
 INSTALLER = "uv==0.13.9"  # installs the lock inside the deps build; fetched into the wheelhouse like the lock
+# The dependency image's configuration, set when its container is committed.
+DEPS_CONFIG = (
+    f"ENV PATH=/opt/venv/bin:{_base.PATH} LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 "
+    "BENTOML_HOME=/home/deploykit/bentoml BENTOML_DO_NOT_TRACK=true",
+    'CMD ["python3"]',
+)
 
 
 @dataclass
@@ -131,39 +142,6 @@ def _hash(*parts: str) -> str:
     return digest.hexdigest()
 
 
-_STEP = re.compile(r"^Step \d+/\d+ : (\w+)", re.IGNORECASE)
-_RESULT = re.compile(r"^ ---> ([0-9a-f]{12,64})$")
-
-
-def stage_results(lines: list[str]) -> list[str]:
-    """The image id each stage but the last ended with, read from a classic builder's output."""
-    results, last = [], None
-    for line in lines:
-        step, result = _STEP.match(line), _RESULT.match(line)
-        if result:
-            last = result.group(1)
-        elif step and step.group(1).upper() == "FROM" and last is not None:
-            results.append(last)
-    return results
-
-
-def discard_stages(lines: list[str], on_line: Printer) -> None:
-    """Remove the untagged images the earlier stages of a build left behind (the deps build's install
-    stage holds the wheels and a second copy of the virtualenv, about 700 MB that nothing uses: the
-    deps image is itself the cache). An image something else still uses is left alone."""
-    import docker
-
-    client = docker_client()
-    for image_id in stage_results(lines):
-        try:
-            if not client.images.get(image_id).tags:
-                client.images.remove(image_id)
-        except docker.errors.ImageNotFound:
-            pass
-        except docker.errors.APIError:  # another build or container uses it
-            on_line(f"kept build stage {image_id}: it is in use")
-
-
 def _installer_paths() -> tuple[str, str]:
     """(wheel file pattern, path of the uv binary once the wheel is unpacked in /tmp/uv)."""
     name, version = INSTALLER.split("==")
@@ -171,22 +149,22 @@ def _installer_paths() -> tuple[str, str]:
 
 
 def deps_image_tag(lock: list[str], base: dict) -> tuple[str, str, str]:
-    """(tag, key, Dockerfile) of the dependency image for ``lock`` on ``base``: the key hashes all three."""
+    """(tag, key, install script) of the dependency image for ``lock`` on ``base``; the key hashes the
+    lock, the base image, the script and the image's configuration."""
     uv_wheel, uv = _installer_paths()
-    dockerfile = _templates.render(
-        "docker/Dockerfile.deps.j2", base_image=base["id"], path=_base.PATH, uid=UID, deploykit_version=__version__,
-        uv_wheel=uv_wheel, uv=uv,
-    )
-    key = _hash("\n".join(sorted(lock)), base["id"], dockerfile)
-    return f"{DEPS_REPOSITORY}:{key[:16]}", key, dockerfile
+    script = _templates.render("docker/deps-install.sh.j2", uv_wheel=uv_wheel, uv=uv, uid=UID,
+                               deploykit_version=__version__)
+    key = _hash("\n".join(sorted(lock)), base["id"], script, *DEPS_CONFIG)
+    return f"{DEPS_REPOSITORY}:{key[:16]}", key, script
 
 
 def ensure_deps_image(lock: list[str], base: dict, *, on_line: Printer, verbose: bool,
                       no_cache: bool = False) -> tuple[str, bool]:
-    """The dependency image for ``lock`` on ``base``, built only if the engine does not have it yet."""
+    """The dependency image for ``lock`` on ``base``, made only if the engine does not have it yet
+    (``no_cache`` is accepted for symmetry with :func:`build_image`: this image uses no build cache)."""
     import docker
 
-    tag, key, dockerfile = deps_image_tag(lock, base)
+    tag, key, script = deps_image_tag(lock, base)
     try:
         docker_client().images.get(tag)
         on_line(f"dependencies: reusing {tag}")
@@ -196,17 +174,67 @@ def ensure_deps_image(lock: list[str], base: dict, *, on_line: Printer, verbose:
     platform = {"python": base["python"], "machine": base["machine"], "libc": base["libc"], "verbose": verbose}
     wheels = wheelhouse.ensure_wheels(lock, **platform)
     installer = wheelhouse.ensure_wheels([INSTALLER], **platform)
-    with tempfile.TemporaryDirectory(prefix="deploykit-deps-") as tmp:
-        context = Path(tmp)
-        (context / "Dockerfile").write_text(dockerfile)
-        (context / "requirements.lock").write_text("\n".join(lock) + "\n")
-        wheelhouse.link_into(wheels, context / "wheels")
-        wheelhouse.link_into(installer, context / "tools")
-        on_line(f"dependencies: building {tag} from {len(wheels)} wheels (network off)")
-        _, lines = docker_build(context, tag, labels={f"{LABEL}.role": "deps", f"{LABEL}.lock.sha256": key},
-                                on_line=on_line, no_cache=no_cache)
-    discard_stages(lines, on_line)
+    on_line(f"dependencies: making {tag} from {len(wheels)} wheels (network off)")
+    with tempfile.TemporaryFile(prefix="deploykit-deps-") as payload:
+        with tarfile.open(fileobj=payload, mode="w") as tar:
+            _add_text(tar, "deps/install.sh", script)
+            _add_text(tar, "deps/requirements.lock", "\n".join(lock) + "\n")
+            for wheel in wheels:
+                tar.add(wheel, f"deps/wheels/{wheel.name}")
+            for wheel in installer:
+                tar.add(wheel, f"deps/tools/{wheel.name}")
+        payload.seek(0)
+        _install_and_commit(base["id"], tag, key, payload, on_line)
     return tag, False
+
+
+def _add_text(tar: tarfile.TarFile, name: str, text: str) -> None:
+    data = text.encode()
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _install_and_commit(base_id: str, tag: str, key: str, payload, on_line: Printer) -> None:
+    """Run the install script in a network-less container of the base image, then commit it as ``tag``.
+    The container is removed whatever happens; an interrupt stops it."""
+    client = docker_client()
+    container = client.containers.create(
+        base_id, ["sh", "/tmp/deps/install.sh"], network_disabled=True,
+        environment={"PATH": _base.PATH, "LANG": "C.UTF-8"}, labels={f"{LABEL}.role": "deps-build"},
+    )
+    lines: list[str] = []
+    try:
+        container.put_archive("/tmp", payload)
+        container.start()
+        for line in _follow(container):
+            lines.append(line)
+            on_line(f"dependencies: {line}")
+        status = container.wait()["StatusCode"]
+        if status != 0:
+            raise ImageBuildError(
+                f"installing the dependencies of {tag} failed (exit {status}); last output:\n" + "\n".join(lines[-15:]),
+                image=tag, logs="\n".join(lines),
+            )
+        repository, _, version = tag.rpartition(":")
+        container.commit(repository=repository, tag=version, message=f"deploykit: the virtualenv of lock {key[:16]}",
+                         changes=[*DEPS_CONFIG, f"LABEL {LABEL}.role=deps {LABEL}.lock.sha256={key}"])
+    except KeyboardInterrupt:
+        on_line(f"interrupted: {tag} was not made")
+        raise
+    finally:
+        container.remove(force=True)
+
+
+def _follow(container):
+    """The container's output, line by line, until it exits."""
+    pending = b""
+    for chunk in container.logs(stream=True, follow=True):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        yield from (line.decode(errors="replace").rstrip() for line in complete if line.strip())
+    if pending.strip():
+        yield pending.decode(errors="replace").rstrip()
 
 
 def git_commit(folder: Path | None = None) -> str | None:
