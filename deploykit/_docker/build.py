@@ -216,6 +216,7 @@ def _install_and_commit(base_id: str, tag: str, key: str, payload, on_line: Prin
                 f"installing the dependencies of {tag} failed (exit {status}); last output:\n" + "\n".join(lines[-15:]),
                 image=tag, logs="\n".join(lines),
             )
+        on_line(f"dependencies: committing {tag}")
         repository, _, version = tag.rpartition(":")
         container.commit(repository=repository, tag=version, message=f"deploykit: the virtualenv of lock {key[:16]}",
                          changes=[*DEPS_CONFIG, f"LABEL {LABEL}.role=deps {LABEL}.lock.sha256={key}"])
