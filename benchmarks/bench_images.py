@@ -104,11 +104,12 @@ def cpu_seconds(container_id: str) -> float | None:
 
 
 def slowest_steps(events: list[tuple[float, str]], end: float, count: int = 4) -> list[str]:
-    """The longest build steps, from (time, line) events: a step lasts until the next line that is not
-    part of it (the next step, or a stage's or build's end)."""
-    marks = [(t, line) for t, line in events if line.startswith(("Step ", "Successfully built", "dependencies:",
-                                                                  "model image:"))] + [(end, "end")]
-    steps = [(after[0] - t, line) for (t, line), after in zip(marks, marks[1:]) if line.startswith("Step ")]
+    """The longest steps, from (time, line) events: a build step or a phase of deploykit's dependency
+    image lasts until the next such line, or the end of its build."""
+    starts = ("Step ", "dependencies: ")
+    marks = [(t, line) for t, line in events if line.startswith(starts + ("Successfully built", "model image:"))]
+    marks.append((end, "end"))
+    steps = [(after[0] - t, line) for (t, line), after in zip(marks, marks[1:]) if line.startswith(starts)]
     return [f"{seconds:5.1f} s  {' '.join(line.split())[:86]}" for seconds, line in sorted(steps, reverse=True)[:count]]
 
 

@@ -118,7 +118,14 @@ class WheelIndex:
             def log_message(self, *args) -> None:
                 index.requests += 1
 
-        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address) -> None:
+                if not isinstance(sys.exc_info()[1], ConnectionError):  # uv drops a download it no longer needs
+                    super().handle_error(request, client_address)
+
+        self.server = Server((host, 0), Handler)
         self.url = f"http://{host}:{self.server.server_address[1]}/simple/"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
