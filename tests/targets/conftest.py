@@ -18,15 +18,22 @@ def docker_engine():
 
     require(available(), "a Docker engine", "start dockerd (`.ci/run` installs docker.io and starts it)")
     engine = client()
-    before = {image.id for image in engine.images.list()}
+    before = {
+        "images": {image.id for image in engine.images.list()},
+        "containers": {c.id for c in engine.containers.list(all=True)},
+        "networks": {n.id for n in engine.networks.list()},
+    }
     yield engine
-    # remove containers and networks deploykit made during the run, and the model images it built
+    # remove what deploykit made during this run only: a user's own deployments on the same engine
+    # carry the same labels and must survive the tests
     for container in engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}=true"}):
-        container.remove(force=True)
+        if container.id not in before["containers"]:
+            container.remove(force=True)
     for network in engine.networks.list(filters={"label": f"{TEST_LABEL}=true"}):
-        network.remove()
+        if network.id not in before["networks"]:
+            network.remove()
     for image in engine.images.list(filters={"label": "ai.deploykit.role=model"}):
-        if image.id not in before:
+        if image.id not in before["images"]:
             engine.images.remove(image.id, force=True)
 
 
