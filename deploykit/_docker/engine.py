@@ -18,7 +18,13 @@ def _client():
 
 def client():
     """A Docker SDK client that has answered a ping, or :class:`DockerUnavailableError`."""
-    import docker
+    try:
+        import docker
+    except ImportError:
+        raise DockerUnavailableError(
+            "the Docker SDK for Python is not installed: pip install docker (it comes with deploykit's "
+            "dependencies; reinstall deploykit)"
+        ) from None
 
     try:
         engine = _client()
