@@ -217,7 +217,6 @@ def _broken_copy(pkg, tmp_path):
     shutil.copytree(pkg.manifest["bento"]["path"], bento)
     (bento / "src" / "model" / "model.skops").write_bytes(b"tampered")
     manifest["bento"] = {"tag": "churn:broken", "path": str(bento)}
-    manifest["artifacts"]["model"]["sha256"] = "0" * 64  # a different model as far as image reuse goes
     return deploykit.Package(path=broken, manifest=manifest)
 
 
