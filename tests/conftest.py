@@ -11,6 +11,9 @@ import pytest
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# Notebooks under tests/ are inputs of tests (deploykit run), not tutorials for nbval to execute.
+collect_ignore_glob = ["notebooks/*.ipynb"]
+
 
 def require(available: bool, component: str, how: str) -> None:
     """Skip a test whose component is missing, except under CI=true, where that fails the run."""
