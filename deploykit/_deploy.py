@@ -188,13 +188,14 @@ def deploy(
     previous = _LIVE.get(name) or _from_state(name) or _from_engine(name)
     started = time.perf_counter()
     steps = Progress(f"deploy {name}", enabled=verbose, listener=progress)
+    image = None
     if target == "docker":
         from ._targets.docker import ensure_image
 
         with steps.stage("image", "docker build (network off)"):
-            ensure_image(pkg, base_image=base_image, verbose=verbose, on_line=steps.log)
+            image = ensure_image(pkg, base_image=base_image, verbose=verbose, on_line=steps.log)
     with steps.stage("start", target):
-        handle = _start(target, pkg, name, port, workers, base_image=base_image, resources=resources, host=host,
+        handle = _start(target, pkg, name, port, workers, image=image, resources=resources, host=host,
                         verbose=verbose)
     try:
         probe = ServiceClient(handle.direct_url)

@@ -28,12 +28,13 @@ sys.path.insert(0, package)
 from deploykit_runtime.model import ModelRuntime
 runtime = ModelRuntime.load(package + "/model")
 loaded = time.perf_counter() - started
-frame = runtime.frame({"instances": json.load(open(rows_path))})
+columns = runtime.columns({"instances": json.load(open(rows_path))})
+frame = runtime.validator.build(columns)
 out = {"predictions": runtime.predict(frame)["predictions"], "load_seconds": loaded}
 if runtime.task != "regression":
     out["probabilities"] = runtime.predict_proba(frame)["probabilities"]
 if runtime.fast is not None:
-    labels, probabilities = runtime.fast.run(runtime.columns({"instances": json.load(open(rows_path))}))
+    labels, probabilities = runtime.fast.run(columns)
     out["fast"] = {"predictions": labels, "probabilities": None if probabilities is None else probabilities.tolist()}
 if runtime.manifest.get("explainer") and explain_rows:
     out["explanation"] = runtime.explain(frame.iloc[:explain_rows])

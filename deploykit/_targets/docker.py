@@ -75,10 +75,11 @@ class DockerVersion:
 
     # -- starting ---------------------------------------------------------------------------------------
     @classmethod
-    def start(cls, pkg: Any, *, name: str, port: int | None, base_image: str | None = None,
+    def start(cls, pkg: Any, *, name: str, port: int | None, image: Any = None, base_image: str | None = None,
               resources: dict | None = None, host: str = "127.0.0.1", verbose: bool = True,
               env: dict | None = None) -> DockerVersion:
-        image = ensure_image(pkg, base_image=base_image, verbose=verbose)
+        """Run ``image`` (built or reused for ``pkg`` when not given) as a new version of ``name``."""
+        image = image or ensure_image(pkg, base_image=base_image, verbose=verbose)
         network = ensure_network(name)
         front = next(iter(_find(name, "front")), None)
         if front is None and port is not None and port_in_use(port):
