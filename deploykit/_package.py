@@ -13,19 +13,21 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import _capture, _parity, _paths
+from . import _capture, _parity, _paths, _store
 from ._progress import Progress
 from ._runtime import artifacts
-from ._runtime.model import MANIFEST
+from ._runtime.manifest import FILENAME as MANIFEST
+from ._runtime.manifest import Manifest
 from ._runtime.schema import InstanceValidator
 from ._schema import as_frame, infer_schema, records, valid_indices
 from ._version import __version__
-from .exceptions import SchemaError
+from .exceptions import ConfigError, SchemaError
 
 PARITY_ROWS = 200
 BACKGROUND_ROWS = 100
 SAMPLE_ROWS = 5
 RUNTIME_DIR = Path(__file__).parent / "_runtime"
+BUILD_RECORD = "build.json"  # beside model/: where the bento of this package was built (host side only)
 
 
 @dataclass
@@ -36,38 +38,43 @@ class Package:
     """
 
     path: Path
-    manifest: dict
+    manifest: Manifest
     model: Any = field(default=None, repr=False)
     timings: dict = field(default_factory=dict, repr=False)
+    bento: dict = field(default_factory=dict, repr=False)  # {"tag", "path"} of its BentoML bento
 
     # -- facts ----------------------------------------------------------------------------------------
     @property
     def name(self) -> str:
-        return self.manifest["name"]
+        return self.manifest.name
 
     @property
     def version(self) -> str:
-        return self.manifest["version"]
+        return self.manifest.version
 
     @property
     def schema(self) -> dict:
-        return self.manifest["schema"]
+        return self.manifest.schema
 
     @property
     def requirements(self) -> list[str]:
-        return list(self.manifest["requirements"])
+        return list(self.manifest.requirements)
 
     @property
     def parity(self) -> dict:
-        return self.manifest["parity"]
+        return self.manifest.parity
 
     @property
     def bento_tag(self) -> str:
-        return self.manifest["bento"]["tag"]
+        return self.bento["tag"]
+
+    @property
+    def bento_path(self) -> Path:
+        return Path(self.bento["path"])
 
     @property
     def explainer(self) -> str | None:
-        config = self.manifest.get("explainer")
+        config = self.manifest.explainer
         return config["algorithm"] if config else None
 
     @property
@@ -77,28 +84,26 @@ class Package:
     @property
     def card(self):
         """The package's :class:`~deploykit.ModelCard` (its sha256 checked), or None if it was made without one."""
-        from ._card._attach import read_card
+        from ._card._modelcard import read_card
 
         return read_card(self.model_dir, self.manifest)
 
+    @property
+    def card_page(self) -> str:
+        """The ``file://`` address of the card's HTML page in the package."""
+        return (self.model_dir / self.manifest.artifacts["card_html"].file).resolve().as_uri()
+
     def sample_rows(self) -> list[dict]:
-        record = self.manifest["artifacts"]["sample"]
-        return json.loads(artifacts.read_verified(self.model_dir / record["file"], record["sha256"]))
+        record = self.manifest.artifacts["sample"]
+        return json.loads(artifacts.read_verified(self.model_dir / record.file, record.sha256))
 
     @classmethod
-    def load(cls, path_or_name: str | Path, version: str | None = None) -> Package:
+    def load(cls, path_or_name: str | Path, version: str | int | None = None) -> Package:
         """Open a package from its folder, or by name (the newest version unless ``version`` is given)."""
         path = Path(path_or_name)
         if not (path / "model" / MANIFEST).exists():
-            name = _paths.check_name(str(path_or_name))
-            versions = sorted((int(p.name) for p in _paths.packages_dir(name).iterdir() if p.name.isdigit()))
-            if not versions:
-                from .exceptions import ConfigError
-
-                raise ConfigError(f"no package named {name!r} in {_paths.packages_dir()}; make one with deploykit.package(...)")
-            path = _paths.packages_dir(name) / (version or str(versions[-1]))
-        manifest = json.loads((path / "model" / MANIFEST).read_text())
-        return cls(path=path, manifest=manifest)
+            path = _resolve(str(path_or_name), version)
+        return cls(path=path, manifest=Manifest.read(path / "model"), bento=_read_bento(path))
 
     def parity_summary(self) -> str:
         p = self.parity
@@ -127,22 +132,37 @@ class Package:
 
         return build_image(self, base_image=base_image, tag=tag, verbose=verbose)
 
-    def deploy(self, *, target: str = "local", name: str | None = None, port: int | None = None, **options):
-        """Deploy this package; see :func:`deploykit.deploy`."""
-        from ._deploy import deploy
-
-        return deploy(self, target=target, name=name, port=port, **options)
-
     def __repr__(self) -> str:
         return (
-            f"<Package {self.name} v{self.version} · {self.manifest['estimator'].rsplit('.', 1)[-1]} · "
-            f"{self.manifest['task']} · parity {'ok' if self.parity['ok'] else 'FAILED'} · bento {self.bento_tag}>"
+            f"<Package {self.name} v{self.version} · {self.manifest.estimator.rsplit('.', 1)[-1]} · "
+            f"{self.manifest.task} · parity {'ok' if self.parity['ok'] else 'FAILED'} · bento {self.bento_tag}>"
         )
 
     def _repr_html_(self) -> str:
         from ._display import package_html
 
         return package_html(self)
+
+
+def _resolve(name: str, version: str | int | None) -> Path:
+    """The folder of a saved package given by name, and version (default: the newest)."""
+    name = _paths.check_name(name)
+    found = _store.versions(name)
+    if not found:
+        raise ConfigError(f"no package named {name!r} in {_paths.packages_dir()}; make one with deploykit.package(...)")
+    if version is None:
+        return _store.path(name, found[-1])
+    if not str(version).isdigit() or int(version) not in found:
+        raise ConfigError(f"package {name!r} has no version {version!r}; versions: {', '.join(map(str, found))}")
+    return _store.path(name, version)
+
+
+def _read_bento(path: Path) -> dict:
+    record = path / BUILD_RECORD
+    if record.is_file():
+        return json.loads(record.read_text())["bento"]
+    legacy = json.loads((path / "model" / MANIFEST).read_text())  # format 1 kept it in the manifest
+    return legacy.get("bento") or {}
 
 
 # -- package() -----------------------------------------------------------------------------------------
@@ -221,33 +241,30 @@ def package(
         test = _test_frame(X_test, y_test, facts.columns, frame)
         card_plan = _card_plan(card, profile, sensitive_features, X_test, test, y_test)
         fmt = _capture.choose_format(model, facts)
-    version = _paths.next_version(name)
-    final_dir = _paths.packages_dir(name) / version
-    work = _paths.packages_dir(name) / f".building-{version}"
-    shutil.rmtree(work, ignore_errors=True)
+    version, work = _store.reserve(name)
     try:
         manifest = _write(model, facts, fmt, schema, frame, test, work, name, version, explain, progress, y_test)
         if fast_path:
             with progress.stage("fast path", "ONNX Runtime, checked on every test row"):
                 from ._fastpath import plan_fast_path
 
-                manifest["serving"]["fast_path"] = plan_fast_path(
+                manifest.serving.fast_path = plan_fast_path(
                     model, facts, schema, test if test is not None else frame, work / "model"
                 )
-                _write_manifest(work, manifest)
         _check_parity(model, facts, schema, frame, test, work, manifest, explain, progress)
         with progress.stage("card", "model card"):
             _make_card(model, manifest, work, frame, y_train, test, y_test, card_plan)
+        _write_manifest(work, manifest)
         with progress.stage("bento", "bentoml build"):
             from ._bento import build_bento
 
-            manifest["bento"] = build_bento(work, manifest)
-            _write_manifest(work, manifest)
-        work.rename(final_dir)
+            bento = build_bento(work, manifest)
+            (work / BUILD_RECORD).write_text(json.dumps({"bento": bento}, indent=2))
+        final_dir = _store.publish(work, name, version)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        _store.discard(work)
         raise
-    pkg = Package(path=final_dir, manifest=manifest, model=model, timings=dict(progress.stages))
+    pkg = Package(path=final_dir, manifest=manifest, model=model, timings=dict(progress.stages), bento=bento)
     progress.note(f"packaged {name} v{version} in {progress.elapsed:.1f} s: {pkg.parity_summary()}")
     return pkg
 
@@ -264,7 +281,9 @@ def _test_frame(X_test, y_test, columns, train):
     return test[columns]
 
 
-def _write(model, facts, fmt, schema, frame, test, work, name, version, explain, progress, y_test) -> dict:
+def _write(model, facts, fmt, schema, frame, test, work, name, version, explain, progress, y_test) -> Manifest:
+    """Write the model's artifacts into ``work``; return the manifest drafted so far (it is written once,
+    when every stage has added its part)."""
     with progress.stage("serialise", fmt):
         shutil.copytree(RUNTIME_DIR, work / "deploykit_runtime", ignore=shutil.ignore_patterns("__pycache__"))
         model_dir = work / "model"
@@ -274,33 +293,26 @@ def _write(model, facts, fmt, schema, frame, test, work, name, version, explain,
         model_record = artifacts.dump_model(model, model_dir, fmt)
         background = frame.sample(min(BACKGROUND_ROWS, len(frame)), random_state=0).sort_index()
         source = test if test is not None else frame
-        manifest = {
-            "format": 1,
-            "name": name,
-            "version": version,
-            "service_name": name.replace("_", "-"),
-            "bento_version": f"v{version}",
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "deploykit_version": __version__,
-            "python": platform.python_version(),
-            "task": facts.task,
-            "classes": facts.classes,
-            "estimator": facts.estimator,
-            "input_kind": facts.input_kind,
-            "schema": schema,
-            "model_libraries": facts.libraries,
-            "custom_code": facts.custom_modules,
-            "artifacts": {
+        manifest = Manifest(
+            name=name,
+            version=version,
+            task=facts.task,
+            classes=facts.classes,
+            estimator=facts.estimator,
+            input_kind=facts.input_kind,
+            schema=schema,
+            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            deploykit_version=__version__,
+            python=platform.python_version(),
+            model_libraries=facts.libraries,
+            custom_code=facts.custom_modules,
+            artifacts={
                 "model": model_record,
                 "background": _json_artifact(model_dir, "background.json", records(background)),
                 "sample": _json_artifact(model_dir, "sample.json", _sample(schema, source)),
             },
-            "metrics": _metrics(model, facts, test, y_test),
-            "explainer": None,
-            "requirements": [],
-            "parity": None,
-            "serving": {"workers": 1},
-        }
+            metrics=_metrics(model, facts, test, y_test),
+        )
     if explain:
         with progress.stage("explainer", "choosing SHAP explainer"):
             from ._explain import plan_explainer
@@ -308,21 +320,19 @@ def _write(model, facts, fmt, schema, frame, test, work, name, version, explain,
             validator = InstanceValidator(schema)
             bg = validator.frame(records(background))
             to_input = (lambda f: f.to_numpy()) if facts.input_kind == "array" else (lambda f: f)
-            manifest["explainer"] = plan_explainer(model, bg, schema, facts.task, facts.classes, to_input)
-    _write_manifest(work, manifest)
+            manifest.explainer = plan_explainer(model, bg, schema, facts.task, facts.classes, to_input)
     return manifest
 
 
-def _json_artifact(directory: Path, filename: str, payload: Any) -> dict:
-    data = json.dumps(payload).encode()
-    (directory / filename).write_bytes(data)
-    return {"file": filename, "sha256": artifacts.sha256_bytes(data)}
+def _json_artifact(directory: Path, filename: str, payload: Any) -> artifacts.Artifact:
+    return artifacts.write_artifact(directory, filename, json.dumps(payload).encode())
 
 
-def _write_manifest(work: Path, manifest: dict) -> None:
-    (work / "model" / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
-    (work / "model" / "requirements.txt").write_text("\n".join(manifest["requirements"]) + "\n")
-    (work / "model" / "requirements.lock").write_text("\n".join(manifest.get("lock", [])) + "\n")
+def _write_manifest(work: Path, manifest: Manifest) -> None:
+    """The one write of the package's manifest, with the requirement files the image build reads."""
+    manifest.write(work / "model")
+    (work / "model" / "requirements.txt").write_text("\n".join(manifest.requirements) + "\n")
+    (work / "model" / "requirements.lock").write_text("\n".join(manifest.lock) + "\n")
 
 
 def _sample(schema: dict, frame: pd.DataFrame) -> list[dict]:
@@ -343,16 +353,15 @@ def _check_parity(model, facts, schema, frame, test, work, manifest, explain, pr
         X_in = X.to_numpy() if facts.input_kind == "array" else X
         expected = model.predict(X_in)
         expected_proba = model.predict_proba(X_in) if facts.task != "regression" else None
-        child = _parity.run_child(work, replay, explain_rows=3 if explain else 0)
+        child = _parity.run_child(work, manifest, replay, explain_rows=3 if explain else 0)
         result = _parity.compare(expected, expected_proba, child, facts.task)
-        _parity.check_fast_path(expected, expected_proba, child, manifest["serving"].get("fast_path"), facts.task)
+        _parity.check_fast_path(expected, expected_proba, child, manifest.serving.fast_path, facts.task)
         result.skipped_rows = min(len(candidates), PARITY_ROWS) - len(keep) if len(keep) < PARITY_ROWS else 0
-        manifest["parity"] = result.to_dict()
-        manifest["requirements"], manifest["lock"] = _capture.requirements(
-            facts, manifest["artifacts"]["model"]["format"], child["modules"], explain=explain,
-            extra=("onnxruntime",) if manifest["serving"].get("fast_path", {}).get("enabled") else (),
+        manifest.parity = result.to_dict()
+        manifest.requirements, manifest.lock = _capture.requirements(
+            facts, manifest.model.format, child["modules"], explain=explain,
+            extra=("onnxruntime",) if manifest.serving.compiled else (),
         )
-        _write_manifest(work, manifest)
         _parity.raise_on_mismatch(result)
 
 
@@ -382,4 +391,3 @@ def _make_card(model, manifest, work, frame, y_train, test, y_test, plan) -> Non
 
     attach(CardInputs(model=model, manifest=manifest, model_dir=work / "model", train=frame, y_train=y_train,
                       test=test, y_test=y_test, **plan))
-    _write_manifest(work, manifest)

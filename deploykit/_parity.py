@@ -1,8 +1,9 @@
 """The parity check: reload the package in a fresh, isolated Python process and replay sample rows.
 
-The child runs ``python -I`` (no user site, no current directory, no PYTHONPATH) with only the
-package's own folder on its path, so it sees exactly what a server will see. It also reports the
-modules it had to import, which become the package's pinned requirement set.
+The child runs ``python -I -m deploykit._runtime.replay`` (no user site, no current directory, no
+PYTHONPATH), which loads the package with the runtime copy inside it, so it sees exactly what a server
+will see. It also reports the modules it had to import, which become the package's pinned requirement
+set.
 """
 
 from __future__ import annotations
@@ -19,29 +20,6 @@ import numpy as np
 from .exceptions import PackagingError, ParityError
 
 PROBABILITY_TOLERANCE = 1e-9
-
-_CHILD = r"""
-import json, sys, time
-started = time.perf_counter()
-package, rows_path, out_path, explain_rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-sys.path.insert(0, package)
-from deploykit_runtime.model import ModelRuntime
-runtime = ModelRuntime.load(package + "/model")
-loaded = time.perf_counter() - started
-columns = runtime.columns({"instances": json.load(open(rows_path))})
-frame = runtime.validator.build(columns)
-out = {"predictions": runtime.predict(frame)["predictions"], "load_seconds": loaded}
-if runtime.task != "regression":
-    out["probabilities"] = runtime.predict_proba(frame)["probabilities"]
-if runtime.fast is not None:
-    labels, probabilities = runtime.fast.run(columns)
-    out["fast"] = {"predictions": labels, "probabilities": None if probabilities is None else probabilities.tolist()}
-if runtime.manifest.get("explainer") and explain_rows:
-    out["explanation"] = runtime.explain(frame.iloc[:explain_rows])
-out["modules"] = sorted({name.split(".")[0] for name in sys.modules})
-out["seconds"] = time.perf_counter() - started
-json.dump(out, open(out_path, "w"))
-"""
 
 
 @dataclass
@@ -93,13 +71,16 @@ class ParityResult:
         }
 
 
-def run_child(package_dir: Path, rows: list[dict], explain_rows: int = 0) -> dict:
-    """Run the replay in a fresh interpreter; return what it printed, or raise PackagingError."""
+def run_child(package_dir: Path, manifest, rows: list[dict], explain_rows: int = 0) -> dict:
+    """Run :mod:`deploykit._runtime.replay` in a fresh interpreter on the package about to be written
+    with ``manifest``; return what it reported, or raise PackagingError."""
     with tempfile.TemporaryDirectory(prefix="deploykit-parity-") as tmp:
-        rows_path, out_path = Path(tmp, "rows.json"), Path(tmp, "out.json")
+        rows_path, out_path, manifest_path = Path(tmp, "rows.json"), Path(tmp, "out.json"), Path(tmp, "manifest.json")
         rows_path.write_text(json.dumps(rows))
+        manifest_path.write_text(manifest.to_json())
         proc = subprocess.run(
-            [sys.executable, "-I", "-c", _CHILD, str(package_dir), str(rows_path), str(out_path), str(explain_rows)],
+            [sys.executable, "-I", "-m", "deploykit._runtime.replay", str(package_dir), str(manifest_path),
+             str(rows_path), str(out_path), str(explain_rows)],
             capture_output=True,
             text=True,
             cwd=tmp,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .._runtime import artifacts
-from .._runtime.model import MANIFEST
+from .._runtime.manifest import Manifest
 from ..exceptions import CardValidationError
 from ._build import CARD_FORMAT, CardInputs, build
-from ._modelcard import ModelCard
+from ._modelcard import ModelCard, read_card  # noqa: F401 - read_card is also reached through here
 from ._profiles import _KEY_OF as KEY_OF
 from ._profiles import ERROR, Finding, validate
 
@@ -43,13 +42,12 @@ def attach(inputs: CardInputs) -> ModelCard:
     written = card.save(inputs.model_dir, stem="card")
     manifest = inputs.manifest
     for key, kind in FILES.items():
-        path = written[kind]
-        manifest["artifacts"][key] = {"file": path.name, "sha256": artifacts.sha256_file(path)}
+        manifest.artifacts[key] = artifacts.file_artifact(written[kind])
     findings = card.findings
-    manifest["card"] = {
+    manifest.card = {
         "format": CARD_FORMAT,
         "file": written["json"].name,
-        "sha256": manifest["artifacts"]["card_json"]["sha256"],
+        "sha256": manifest.artifacts["card_json"].sha256,
         "profile": inputs.profile,
         "errors": sum(f.severity == ERROR for f in findings),
         "warnings": sum(f.severity != ERROR for f in findings),
@@ -58,14 +56,6 @@ def attach(inputs: CardInputs) -> ModelCard:
     if inputs.profile:
         refuse_on_errors(card.to_dict(), findings, inputs.profile, "packaging")
     return card
-
-
-def read_card(model_dir: Path, manifest: dict) -> ModelCard | None:
-    """The package's card, after checking its sha256; None for a package made before cards existed."""
-    record = manifest.get("artifacts", {}).get("card_json")
-    if record is None:
-        return None
-    return ModelCard(json.loads(artifacts.read_verified(Path(model_dir) / record["file"], record["sha256"])))
 
 
 def refuse_on_errors(card: dict, findings: list[Finding], profile: str, action: str) -> None:
@@ -91,7 +81,7 @@ def check_deployable(pkg, profile: str | None = None) -> None:
     or its evaluation data is the training data.
     """
     card = pkg.card
-    profile = profile or (pkg.manifest.get("card") or {}).get("profile")
+    profile = profile or (pkg.manifest.card or {}).get("profile")
     if card is None:
         if profile:
             raise CardValidationError(
@@ -111,16 +101,16 @@ def check_deployable(pkg, profile: str | None = None) -> None:
 
 
 def _check_model_matches(pkg, card: ModelCard) -> None:
-    carried = {"package manifest": pkg.manifest["artifacts"]["model"]["sha256"]}
-    bento_manifest = Path(pkg.manifest.get("bento", {}).get("path", "")) / "src" / "model" / MANIFEST
-    if bento_manifest.is_file():
-        bento = json.loads(bento_manifest.read_text())
-        carried["bento"] = bento["artifacts"]["model"]["sha256"]
-        bento_card = (bento.get("card") or {}).get("sha256")
-        if bento_card and bento_card != pkg.manifest["card"]["sha256"]:
+    carried = {"package manifest": pkg.manifest.model.sha256}
+    bento_model = Path(pkg.bento.get("path", "")) / "src" / "model"
+    if pkg.bento and (bento_model / "deploykit.json").is_file():
+        bento = Manifest.read(bento_model)
+        carried["bento"] = bento.model.sha256
+        bento_card = (bento.card or {}).get("sha256")
+        if bento_card and bento_card != pkg.manifest.card["sha256"]:
             raise CardValidationError(
-                f"refusing to deploy {pkg.name} v{pkg.version}: the bento at {bento_manifest.parent.parent.parent} carries "
-                f"a different card (sha256 {bento_card[:12]}…) than the package ({pkg.manifest['card']['sha256'][:12]}…); "
+                f"refusing to deploy {pkg.name} v{pkg.version}: the bento at {bento_model.parent.parent} carries "
+                f"a different card (sha256 {bento_card[:12]}…) than the package ({pkg.manifest.card['sha256'][:12]}…); "
                 "package the model again so both are made together", profile=None, findings=[])
     for where, sha in carried.items():
         if sha != card.model_sha256:

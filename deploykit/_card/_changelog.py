@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from .. import _paths
+from .. import _store
+from .._runtime.manifest import Manifest
+from ._modelcard import read_card
 
 _COLUMN_FACTS = ("kind", "dtype", "nullable", "min", "max")
 
 
 def previous_version(name: str, version: str) -> str | None:
-    older = [int(p.name) for p in _paths.packages_dir(name).iterdir() if p.name.isdigit() and int(p.name) < int(version)]
-    return str(max(older)) if older else None
+    before = _store.previous(name, version)
+    return None if before is None else str(before)
 
 
 def changelog(envelope: dict, manifest: dict) -> dict:
@@ -17,24 +19,23 @@ def changelog(envelope: dict, manifest: dict) -> dict:
     before = previous_version(name, version)
     if before is None:
         return {"available": False, "reason": f"v{version} is the first version of {name!r}"}
-    from .._package import Package
-
-    old = Package.load(name, version=before)
-    old_card = old.card
-    old_metrics = _metrics_of(old_card.to_dict() if old_card else None, old.manifest)
+    old_dir = _store.path(name, before) / "model"
+    old_manifest = Manifest.read(old_dir)
+    old_card = read_card(old_dir, old_manifest)
+    old_metrics = _metrics_of(old_card.to_dict() if old_card else None, old_manifest)
     new_metrics = _metrics_of(envelope, manifest)
     return {
         "available": True,
         "previous_version": before,
-        "previous_created": old.manifest.get("created"),
+        "previous_created": old_manifest.created,
         "metrics": [
             {"name": m, "before": old_metrics.get(m), "after": new_metrics.get(m),
              "change": (new_metrics[m] - old_metrics[m]) if old_metrics.get(m) is not None and new_metrics.get(m) is not None else None}
             for m in sorted(set(old_metrics) | set(new_metrics))
         ],
-        "schema": schema_diff(old.manifest["schema"], manifest["schema"]),
-        "model": _model_diff(old_card.to_dict() if old_card else None, old.manifest, envelope, manifest),
-        "libraries": _library_diff(old.manifest.get("requirements", []), manifest.get("requirements", [])),
+        "schema": schema_diff(old_manifest.schema, manifest["schema"]),
+        "model": _model_diff(old_card.to_dict() if old_card else None, old_manifest, envelope, manifest),
+        "libraries": _library_diff(old_manifest.requirements, manifest.get("requirements", [])),
     }
 
 

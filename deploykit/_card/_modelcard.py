@@ -7,9 +7,18 @@ import copy
 import json
 from pathlib import Path
 
+from .._runtime import artifacts
 from ._profiles import ERROR, Finding, validate
 
 JSON_NAME = "card.json"
+
+
+def read_card(model_dir: Path, manifest) -> ModelCard | None:
+    """A package's card, after checking its sha256; None for a package made before cards existed."""
+    record = manifest.artifacts.get("card_json")
+    if record is None:
+        return None
+    return ModelCard(json.loads(artifacts.read_verified(Path(model_dir) / record.file, record.sha256)))
 
 
 class ModelCard:

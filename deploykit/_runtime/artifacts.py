@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import IntegrityError
+from .manifest import Artifact
 
 SKOPS = "skops"
 CLOUDPICKLE = "cloudpickle"
@@ -44,7 +45,7 @@ def read_verified(path: str | Path, expected_sha256: str) -> bytes:
     return data
 
 
-def dump_model(model: Any, directory: Path, fmt: str) -> dict:
+def dump_model(model: Any, directory: Path, fmt: str) -> Artifact:
     """Serialise ``model`` into ``directory`` in format ``fmt``; return its artifact record."""
     if fmt == SKOPS:
         import skops.io
@@ -61,19 +62,30 @@ def dump_model(model: Any, directory: Path, fmt: str) -> dict:
     else:  # pragma: no cover - callers pass one of the two constants
         raise ValueError(f"unknown artifact format {fmt!r}")
     (directory / filename).write_bytes(data)
-    return {"file": filename, "format": fmt, "sha256": sha256_bytes(data), "trusted_types": trusted}
+    return Artifact(file=filename, sha256=sha256_bytes(data), format=fmt, trusted_types=trusted)
 
 
-def load_model(directory: Path, record: dict) -> Any:
+def write_artifact(directory: Path, filename: str, data: bytes) -> Artifact:
+    """Write ``data`` as ``directory/filename`` and return its record."""
+    (directory / filename).write_bytes(data)
+    return Artifact(file=filename, sha256=sha256_bytes(data))
+
+
+def file_artifact(path: Path) -> Artifact:
+    """The record of a file already written (a card, a plot)."""
+    return Artifact(file=Path(path).name, sha256=sha256_file(path))
+
+
+def load_model(directory: Path, record: Artifact) -> Any:
     """Load the model an artifact record describes, after verifying its sha256."""
-    data = read_verified(directory / record["file"], record["sha256"])
-    if record["format"] == SKOPS:
+    data = read_verified(directory / record.file, record.sha256)
+    if record.format == SKOPS:
         import skops.io
 
         # The types were listed when deploykit wrote the file and the hash proves it is that file.
-        return skops.io.loads(data, trusted=record["trusted_types"])
-    if record["format"] == CLOUDPICKLE:
+        return skops.io.loads(data, trusted=record.trusted_types)
+    if record.format == CLOUDPICKLE:
         import cloudpickle
 
         return cloudpickle.load(io.BytesIO(data))
-    raise IntegrityError(f"artifact {record['file']} has unknown format {record['format']!r}")
+    raise IntegrityError(f"artifact {record.file} has unknown format {record.format!r}")

@@ -14,19 +14,14 @@ from typing import Any
 
 from .artifacts import load_model, read_verified
 from .errors import InputError
+from .manifest import Manifest
 from .schema import InstanceValidator
-
-MANIFEST = "deploykit.json"
 
 
 def default_package_dir() -> Path:
     """The package this process serves: ``$DEPLOYKIT_PACKAGE_DIR``, else ``model/`` beside the runtime."""
     configured = os.environ.get("DEPLOYKIT_PACKAGE_DIR")
     return Path(configured) if configured else Path(__file__).resolve().parent.parent / "model"
-
-
-def read_manifest(directory: str | Path) -> dict:
-    return json.loads((Path(directory) / MANIFEST).read_text())
 
 
 try:  # orjson parses and writes JSON several times faster than the standard library
@@ -65,13 +60,13 @@ def jsonable(values: Any) -> list:
 class ModelRuntime:
     """A loaded package: validation, prediction and explanation behind one object."""
 
-    def __init__(self, directory: Path, manifest: dict, model: Any) -> None:
+    def __init__(self, directory: Path, manifest: Manifest, model: Any) -> None:
         self.directory, self.manifest, self.model = directory, manifest, model
-        self.validator = InstanceValidator(manifest["schema"])
-        self.task = manifest["task"]
-        self.classes = manifest.get("classes")
-        self.model_info = {"name": manifest["name"], "version": manifest["version"]}
-        self.to_input = (lambda frame: frame.to_numpy()) if manifest.get("input_kind") == "array" else (lambda frame: frame)
+        self.validator = InstanceValidator(manifest.schema)
+        self.task = manifest.task
+        self.classes = manifest.classes
+        self.model_info = manifest.info
+        self.to_input = (lambda frame: frame.to_numpy()) if manifest.input_kind == "array" else (lambda frame: frame)
         self._explainer = None
         self._explainer_lock = threading.Lock()
         self.fast = None
@@ -79,19 +74,21 @@ class ModelRuntime:
 
     def use_fast_path(self) -> None:
         """Serve from the compiled model when the package proved it (``DEPLOYKIT_FAST_PATH=0`` turns it off)."""
-        config = self.manifest.get("serving", {}).get("fast_path") or {}
-        if not config.get("enabled") or os.environ.get("DEPLOYKIT_FAST_PATH", "1") == "0":
+        serving = self.manifest.serving
+        if not serving.compiled or os.environ.get("DEPLOYKIT_FAST_PATH", "1") == "0":
             return
         from .fastpath import FastPath
 
-        self.fast = FastPath(self.directory, config, self.manifest["schema"], self.task)
+        self.fast = FastPath(self.directory, serving.fast_path, self.manifest.schema, self.task)
         self.path = "onnx"
 
     @classmethod
-    def load(cls, directory: str | Path | None = None) -> ModelRuntime:
+    def load(cls, directory: str | Path | None = None, *, manifest: Manifest | None = None) -> ModelRuntime:
+        """Load the package in ``directory`` (its ``model/`` folder), described by its manifest unless
+        ``manifest`` is given (the parity replay checks a package before its manifest is written)."""
         directory = Path(directory) if directory is not None else default_package_dir()
-        manifest = read_manifest(directory)
-        model = load_model(directory, manifest["artifacts"]["model"])
+        manifest = manifest or Manifest.read(directory)
+        model = load_model(directory, manifest.model)
         runtime = cls(directory, manifest, model)
         runtime.use_fast_path()
         return runtime
@@ -142,7 +139,7 @@ class ModelRuntime:
         return {**explainer.explain(frame), "model": self.model_info}
 
     def explainer(self):
-        config = self.manifest.get("explainer")
+        config = self.manifest.explainer
         if config is None:
             return None
         with self._explainer_lock:  # built once, by whichever request needs it first
@@ -151,19 +148,19 @@ class ModelRuntime:
 
                 background = self.background()
                 self._explainer = Explainer(
-                    self.model, config, self.manifest["schema"], background, self.task, self.classes, self.to_input
+                    self.model, config, self.manifest.schema, background, self.task, self.classes, self.to_input
                 )
         return self._explainer
 
     def background(self):
-        record = self.manifest["artifacts"]["background"]
-        rows = json.loads(read_verified(self.directory / record["file"], record["sha256"]))
+        record = self.manifest.artifacts["background"]
+        rows = json.loads(read_verified(self.directory / record.file, record.sha256))
         return self.validator.frame(rows)
 
     def json_schema(self) -> dict:
         from .jsonschema import instance_schema
 
-        return instance_schema(self.manifest["schema"], title=f"{self.manifest['name']} instance")
+        return instance_schema(self.manifest.schema, title=f"{self.manifest.name} instance")
 
     # -- the model card (made on the notebook side; served as written, after its sha256 check) -----------
     def card_html(self) -> bytes:
@@ -173,9 +170,9 @@ class ModelRuntime:
         return self._card_file("card_json")
 
     def _card_file(self, key: str) -> bytes:
-        record = self.manifest["artifacts"].get(key)
+        record = self.manifest.artifacts.get(key)
         if record is None:
             raise InputError(
                 f"{self.model_info['name']} v{self.model_info['version']} has no model card: it was packaged before "
                 "deploykit made cards; package the model again to serve one", status=404)
-        return read_verified(self.directory / record["file"], record["sha256"])
+        return read_verified(self.directory / record.file, record.sha256)

@@ -28,15 +28,16 @@ from fastapi.responses import Response
 from . import bentoml_fixes
 from .errors import InputError, IntegrityError
 from .jsonschema import instance_schema
-from .model import ModelRuntime, default_package_dir, dumps, read_manifest
+from .manifest import Manifest
+from .model import ModelRuntime, default_package_dir, dumps
 
 logger = logging.getLogger("deploykit.service")
 bentoml_fixes.apply()
-MANIFEST = read_manifest(default_package_dir())
+MANIFEST = Manifest.read(default_package_dir())
 
 app = FastAPI(
-    title=f"deploykit: {MANIFEST['name']}",
-    version=str(MANIFEST["version"]),
+    title=f"deploykit: {MANIFEST.name}",
+    version=str(MANIFEST.version),
     docs_url=None,
     redoc_url=None,
     openapi_url=None,
@@ -51,7 +52,7 @@ _BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["instances"],
-                    "properties": {"instances": {"type": "array", "items": instance_schema(MANIFEST["schema"])}},
+                    "properties": {"instances": {"type": "array", "items": instance_schema(MANIFEST.schema)}},
                 },
             }
         },
@@ -183,7 +184,7 @@ async def schema() -> Response:
 
 @app.get("/info", summary="Package manifest: name, version, schema, parity, requirements")
 async def info() -> Response:
-    return _json(_runtime().manifest)
+    return _json(_runtime().manifest.to_dict())
 
 
 def _card(read: Callable[[ModelRuntime], bytes], media_type: str) -> Response:
@@ -207,10 +208,10 @@ async def card_json() -> Response:
 
 
 @bentoml.service(
-    name=MANIFEST["service_name"],
-    workers=int(os.environ.get("DEPLOYKIT_WORKERS") or MANIFEST.get("serving", {}).get("workers", 1)),
+    name=MANIFEST.service_name,
+    workers=int(os.environ.get("DEPLOYKIT_WORKERS") or MANIFEST.serving.workers),
     traffic={"timeout": 120},
-    logging={"access": {"enabled": MANIFEST.get("serving", {}).get("access_log", False)}},
+    logging={"access": {"enabled": MANIFEST.serving.access_log}},
 )
 @bentoml.asgi_app(app, path="/")
 class DeployKitService:
@@ -222,8 +223,8 @@ class DeployKitService:
         runtime = _runtime()
         # SHAP (about 110 MiB and a second of imports) loads with the first /explain request, unless the
         # package asks for it up front: a worker that only predicts starts sooner and stays smaller.
-        preload = os.environ.get("DEPLOYKIT_PRELOAD_EXPLAINER") or runtime.manifest.get("serving", {}).get("preload_explainer")
-        if runtime.manifest.get("explainer") and preload not in (None, False, "0", ""):
+        preload = os.environ.get("DEPLOYKIT_PRELOAD_EXPLAINER") or runtime.manifest.serving.preload_explainer
+        if runtime.manifest.explainer and preload not in (None, False, "0", ""):
             runtime.explainer()
         # The model, SHAP and the libraries are loaded for good: move them out of the collector's way,
         # so a full collection no longer walks them in the middle of a request (a latency tail).
