@@ -31,7 +31,8 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from ._card import ModelCard
-    from ._deploy import Deployment, deploy, deployments
+    from ._deploy import deploy
+    from ._deployment import Deployment, deployments
     from ._docker.build import Image
     from ._package import Package, package
     from ._panel import DeployPanel
@@ -68,9 +69,9 @@ _LAZY = {
     "ModelCard": "._card",
     "Package": "._package",
     "package": "._package",
-    "Deployment": "._deploy",
+    "Deployment": "._deployment",
     "deploy": "._deploy",
-    "deployments": "._deploy",
+    "deployments": "._deployment",
     "DeployPanel": "._panel",
     "rollback": "._rollback",
     "Image": "._docker.build",

@@ -8,7 +8,7 @@ from ._templates import read, render
 
 if TYPE_CHECKING:
     from ._client import Explanation
-    from ._deploy import Deployment
+    from ._deployment import Deployment
     from ._package import Package
 
 

@@ -1,23 +1,18 @@
-"""Following a deployment's log as it grows: a local service's log file, a container's log stream."""
+"""Following a log as it grows, for the targets: a file a process writes, or a stream of chunks."""
 
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 POLL_SECONDS = 0.2
 
 
-def follow(handle: Any, tail: int = 10) -> Iterator[str]:
-    """Yield the last ``tail`` lines of ``handle``'s log, then each new line, until the service stops."""
-    if handle.target == "docker":
-        return _follow_container(handle.container, tail)
-    return _follow_file(handle, tail)
-
-
-def _follow_file(handle: Any, tail: int) -> Iterator[str]:
-    with open(handle.log_path, "rb") as log:
-        earlier = log.read().decode(errors="replace").splitlines()  # and the file position is now where new lines start
+def follow_file(path: Path, tail: int, exited: Callable[[], int | None]) -> Iterator[str]:
+    """Yield the last ``tail`` lines of ``path``, then each new line, until ``exited()`` says the writer ended."""
+    with open(path, "rb") as log:
+        earlier = log.read().decode(errors="replace").splitlines()  # the position is now where new lines start
         yield from earlier[-tail:] if tail else []
         pending = b""
         while True:
@@ -27,7 +22,7 @@ def _follow_file(handle: Any, tail: int) -> Iterator[str]:
                 if pending.endswith(b"\n"):
                     yield pending.decode(errors="replace").rstrip("\n")
                     pending = b""
-            elif handle.exited() is not None:
+            elif exited() is not None:
                 if pending:
                     yield pending.decode(errors="replace")
                 return
@@ -35,9 +30,10 @@ def _follow_file(handle: Any, tail: int) -> Iterator[str]:
                 time.sleep(POLL_SECONDS)
 
 
-def _follow_container(container: Any, tail: int) -> Iterator[str]:
+def follow_chunks(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Lines from a stream of byte chunks (a container's log stream), until it ends."""
     pending = b""
-    for chunk in container.logs(stream=True, follow=True, tail=tail):
+    for chunk in chunks:
         pending += chunk
         *lines, pending = pending.split(b"\n")
         for line in lines:

@@ -29,8 +29,9 @@ def logs_dir() -> Path:
     return path
 
 
-def state_dir() -> Path:
-    path = home() / "deployments"
+def deployment_dir(name: str | None = None) -> Path:
+    """A deployment's own folder (its front's state, logs, records), or the folder of them all."""
+    path = home() / "deployments" / (name or "")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -45,6 +46,3 @@ def check_name(name: str) -> str:
     return name
 
 
-def next_version(name: str) -> str:
-    existing = [int(p.name) for p in packages_dir(name).iterdir() if p.name.isdigit()]
-    return str(max(existing, default=0) + 1)

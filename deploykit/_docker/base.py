@@ -88,14 +88,8 @@ def _probe(client, image) -> dict:
     known = json.loads(cache.read_text()) if cache.exists() else {}
     if image.id in known:
         return known[image.id]
-    code = (
-        "import json, platform, sys; print(json.dumps({'python': '%d.%d' % sys.version_info[:2], "
-        "'python_full': platform.python_version(), 'libc': platform.libc_ver()[1], 'machine': platform.machine()}))"
-    )
     try:
-        out = client.containers.run(
-            image.id, ["python3", "-c", code], remove=True, network_mode="none", environment={"PATH": PATH}
-        )
+        out = _run_probe(client, image)
     except Exception as exc:
         raise ImageBuildError(
             f"could not run python3 in base image {image.tags or image.id}: {_short(exc)}; "
@@ -106,6 +100,31 @@ def _probe(client, image) -> dict:
     known[image.id] = facts
     cache.write_text(json.dumps(known, indent=1))
     return facts
+
+
+def _run_probe(client, image) -> bytes:
+    """Copy :mod:`.probe` into a network-less container of ``image``, run it, return what it printed."""
+    import io
+    import tarfile
+
+    from . import probe
+
+    source = Path(probe.__file__).read_bytes()
+    container = client.containers.create(image.id, ["python3", "-I", "/tmp/deploykit_probe.py"], network_disabled=True,
+                                         environment={"PATH": PATH})
+    try:
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            info = tarfile.TarInfo("deploykit_probe.py")
+            info.size, info.mode = len(source), 0o644
+            tar.addfile(info, io.BytesIO(source))
+        container.put_archive("/tmp", archive.getvalue())
+        container.start()
+        if container.wait(timeout=60)["StatusCode"] != 0:
+            raise RuntimeError(container.logs().decode(errors="replace")[-300:])
+        return container.logs(stdout=True, stderr=False)
+    finally:
+        container.remove(force=True)
 
 
 def _short(exc: Exception) -> str:

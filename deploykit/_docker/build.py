@@ -43,7 +43,8 @@ UID = 10001
 PORT = 3000
 DEPS_REPOSITORY = "deploykit/deps"
 FRONT_REPOSITORY = "deploykit/front"
-FRONT_REQUIREMENTS = ("uvicorn", "httpx", "uvloop", "httptools")
+FRONT_SOURCE = Path(__file__).resolve().parent.parent / "_front"  # the front's package, copied alone into its image
+FRONT_REQUIREMENTS = ("uvloop", "httptools")
 INSTALLER = "uv==0.13.9"  # installs the lock inside the deps build; fetched into the wheelhouse like the lock
 # The dependency image's configuration, set when its container is committed.
 DEPS_CONFIG = (
@@ -249,21 +250,21 @@ def git_commit(folder: Path | None = None) -> str | None:
 def image_labels(pkg: Any, deps_tag: str) -> dict:
     m = pkg.manifest
     labels = {
-        "org.opencontainers.image.title": m["name"],
-        "org.opencontainers.image.version": str(m["version"]),
+        "org.opencontainers.image.title": m.name,
+        "org.opencontainers.image.version": str(m.version),
         "org.opencontainers.image.created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "org.opencontainers.image.description": f"{m['estimator']} served by deploykit",
+        "org.opencontainers.image.description": f"{m.estimator} served by deploykit",
         f"{LABEL}.role": "model",
-        f"{LABEL}.model.name": m["name"],
-        f"{LABEL}.model.version": str(m["version"]),
-        f"{LABEL}.model.sha256": m["artifacts"]["model"]["sha256"],
+        f"{LABEL}.model.name": m.name,
+        f"{LABEL}.model.version": str(m.version),
+        f"{LABEL}.model.sha256": m.model.sha256,
         f"{LABEL}.version": __version__,
         f"{LABEL}.deps": deps_tag,
         f"{LABEL}.package": str(pkg.path),
     }
-    card = m.get("artifacts", {}).get("card_json")
+    card = m.artifacts.get("card_json")
     if card:
-        labels[f"{LABEL}.card.sha256"] = card["sha256"]
+        labels[f"{LABEL}.card.sha256"] = card.sha256
     commit = git_commit()
     if commit:
         labels["org.opencontainers.image.revision"] = commit
@@ -277,7 +278,7 @@ def label_instruction(labels: dict) -> str:
 
 
 def _model_context(pkg: Any, context: Path, deps_tag: str, labels: dict) -> None:
-    bento = Path(pkg.manifest["bento"]["path"])
+    bento = pkg.bento_path
     shutil.copytree(bento / "src" / "deploykit_runtime", context / "code" / "deploykit_runtime",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(bento, context / "bento", ignore=shutil.ignore_patterns("deploykit_runtime", "__pycache__"))
@@ -298,7 +299,7 @@ def build_image(pkg: Any, *, base_image: str | None = None, tag: str | None = No
     emit = on_line or _printer(verbose)
     base = _base.check_base_image(_base.resolve_base_image(base_image))
     emit(f"base image: {base['name']} (Python {base['python_full']}, {base['machine']}, glibc {base['libc']})")
-    deps_tag, reused = ensure_deps_image(pkg.manifest["lock"], base, on_line=emit, verbose=verbose, no_cache=no_cache)
+    deps_tag, reused = ensure_deps_image(pkg.manifest.lock, base, on_line=emit, verbose=verbose, no_cache=no_cache)
     tag = tag or f"deploykit/{pkg.name}:{pkg.version}"
     with tempfile.TemporaryDirectory(prefix="deploykit-image-") as tmp:
         context = Path(tmp)
@@ -319,9 +320,9 @@ def front_image(*, base_image: str | None = None, on_line: Printer, verbose: boo
     base = _base.check_base_image(_base.resolve_base_image(base_image))
     lock = [f"{name}=={version}" for name, version in dependency_closure(FRONT_REQUIREMENTS).items()]
     deps_tag, _ = ensure_deps_image(lock, base, on_line=on_line, verbose=verbose)
-    source = (Path(__file__).parent / "front.py").read_text()
+    sources = sorted(FRONT_SOURCE.glob("*.py"))
     dockerfile = _templates.render("docker/Dockerfile.front.j2", deps_image=deps_tag, uid=UID, deploykit_version=__version__)
-    tag = f"{FRONT_REPOSITORY}:{_hash(deps_tag, source, dockerfile)[:16]}"
+    tag = f"{FRONT_REPOSITORY}:{_hash(deps_tag, dockerfile, *(f'{p.name}:{p.read_text()}' for p in sources))[:16]}"
     try:
         docker_client().images.get(tag)
         return tag
@@ -330,6 +331,8 @@ def front_image(*, base_image: str | None = None, on_line: Printer, verbose: boo
     with tempfile.TemporaryDirectory(prefix="deploykit-front-") as tmp:
         context = Path(tmp)
         (context / "Dockerfile").write_text(dockerfile)
-        (context / "front.py").write_text(source)
+        (context / "deploykit_front").mkdir()
+        for path in sources:
+            shutil.copy(path, context / "deploykit_front" / path.name)
         docker_build(context, tag, labels={f"{LABEL}.role": "front-image"}, on_line=on_line)
     return tag

@@ -1,39 +1,43 @@
-"""The docker target: each version runs in its own container behind a stable front container.
+"""The docker target: each version runs in its own container, behind the deployment's front container.
 
 For a deployment named ``churn`` the engine holds:
 
 * network ``deploykit-churn`` (bridge);
-* ``deploykit-churn-front``: owns the published port and forwards to the current version;
+* ``deploykit-churn-front``: the front (:mod:`deploykit._front`) owns the published port and forwards
+  to the version its routing table names; its state (the routing table) lives in
+  ``$DEPLOYKIT_HOME/deployments/churn/``, mounted at ``/var/lib/deploykit``;
 * ``deploykit-churn-v<N>-<id>``: one container per running version, reachable by the front over the
-  network and, for checks, on an ephemeral port of 127.0.0.1.
+  network and, for the control plane's checks, on an ephemeral port of 127.0.0.1.
 
-A new version starts beside the old one, must pass ``/readyz`` and a smoke prediction on its own port,
-and only then does the front switch to it; the old version is stopped once no request is in flight to
-it. Everything carries ``ai.deploykit.*`` labels, so ``deployments()`` rebuilds state from the engine.
+Everything carries ``ai.deploykit.*`` labels, so ``deployments()`` rebuilds the picture from the
+engine after a kernel restart; the front's admin token is in its container's environment.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import secrets
-import time
-from typing import Any
+from typing import Any, Iterator
 
+from .. import _paths
 from .._docker.build import PORT, build_image, front_image
 from .._docker.engine import LABEL, client as docker_client
+from .._logs import follow_chunks
 from ..exceptions import ConfigError, DeploymentError
+from .base import Running
+from .front import FrontClient, new_token
 from .local import free_port, port_in_use
 
 FRONT_PORT = 8080
-UPSTREAM_FILE = "/tmp/deploykit-upstream.json"
-_WRITE_UPSTREAM = (
-    "import os, sys; p = sys.argv[1]; open(p + '.new', 'w').write(sys.argv[2]); os.replace(p + '.new', p)"
-)
+FRONT_STATE = "/var/lib/deploykit"
+FRONT_UID = 10001  # the image's user (see deploykit._docker.build.UID)
 DEFAULT_RESOURCES = {"memory": "2g", "cpus": None}
+FRONT_START_TIMEOUT = 30.0
 
 
 def _labels(name: str, role: str, **extra: str) -> dict:
-    return {f"{LABEL}.managed": "true", f"{LABEL}.name": name, f"{LABEL}.role": role, **{f"{LABEL}.{k}": v for k, v in extra.items()}}
+    return {f"{LABEL}.managed": "true", f"{LABEL}.name": name, f"{LABEL}.role": role,
+            **{f"{LABEL}.{k}": v for k, v in extra.items()}}
 
 
 def _host_port(container, port: int) -> int:
@@ -44,8 +48,8 @@ def _host_port(container, port: int) -> int:
     return int(bindings[0]["HostPort"])
 
 
-def _find(name: str, role: str) -> list:
-    return docker_client().containers.list(all=True, filters={"label": [f"{LABEL}.name={name}", f"{LABEL}.role={role}"]})
+def _find(name: str, role: str, *, all: bool = True) -> list:
+    return docker_client().containers.list(all=all, filters={"label": [f"{LABEL}.name={name}", f"{LABEL}.role={role}"]})
 
 
 def _remove(container) -> None:
@@ -57,66 +61,24 @@ def _remove(container) -> None:
         pass
 
 
+def _env(container) -> dict:
+    return dict(item.split("=", 1) for item in container.attrs["Config"]["Env"] or [] if "=" in item)
+
+
 class DockerVersion:
-    """One version's container (and, once promoted, the deployment's front)."""
+    """One version's container."""
 
     target = "docker"
 
-    def __init__(self, name: str, version: str, container, front=None, host: str = "127.0.0.1") -> None:
-        self.name, self.version, self.container, self.front, self.host = name, version, container, front, host
+    def __init__(self, container) -> None:
+        self.container = container
+        self.instance = container.name
+        self.version = container.labels.get(f"{LABEL}.version", "?")
+        self.package = container.labels.get(f"{LABEL}.package")
+        self.started = container.attrs.get("Created")
+        self.upstream = f"http://{container.name}:{PORT}"
         self.direct_url = f"http://127.0.0.1:{_host_port(container, PORT)}"
 
-    @property
-    def url(self) -> str:
-        if self.front is None:
-            return self.direct_url
-        shown = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{shown}:{_host_port(self.front, FRONT_PORT)}"
-
-    # -- starting ---------------------------------------------------------------------------------------
-    @classmethod
-    def start(cls, pkg: Any, *, name: str, port: int | None, image: Any = None, base_image: str | None = None,
-              resources: dict | None = None, host: str = "127.0.0.1", verbose: bool = True,
-              env: dict | None = None) -> DockerVersion:
-        """Run ``image`` (built or reused for ``pkg`` when not given) as a new version of ``name``."""
-        image = image or ensure_image(pkg, base_image=base_image, verbose=verbose)
-        network = ensure_network(name)
-        front = next(iter(_find(name, "front")), None)
-        if front is None and port is not None and port_in_use(port):
-            raise ConfigError(f"port {port} is already in use on this host; pass another port, or port=None for a free one")
-        limits = {**DEFAULT_RESOURCES, **(resources or {})}
-        container = docker_client().containers.run(
-            image.tag,
-            name=f"deploykit-{name}-v{pkg.version}-{secrets.token_hex(3)}",
-            detach=True,
-            init=True,
-            network=network.name,
-            ports={f"{PORT}/tcp": ("127.0.0.1", None)},
-            restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
-            environment=env or {},
-            mem_limit=limits["memory"],
-            nano_cpus=int(float(limits["cpus"]) * 1e9) if limits.get("cpus") else None,
-            labels=_labels(name, "model", version=str(pkg.version), image=image.tag,
-                           package=str(pkg.path), **{"model.sha256": pkg.manifest["artifacts"]["model"]["sha256"]}),
-        )
-        handle = cls(name, str(pkg.version), container, front, host)
-        handle._requested_port = port
-        return handle
-
-    def promote(self, *, verbose: bool = True) -> None:
-        """Route the name's traffic to this version, then retire the versions that served before."""
-        upstream = json.dumps({"url": f"http://{self.container.name}:{PORT}", "version": self.version})
-        if self.front is None:
-            self.front = _start_front(self.name, getattr(self, "_requested_port", None), self.host, upstream, verbose)
-        else:
-            _exec(self.front, upstream)
-        _await_front(self)
-        for container in _find(self.name, "model"):
-            if container.id != self.container.id:
-                _drain(self.front, container.name)
-                _remove(container)
-
-    # -- the handle interface -------------------------------------------------------------------------
     def exited(self) -> int | None:
         import docker
 
@@ -137,23 +99,162 @@ class DockerVersion:
         except docker.errors.NotFound:
             return ""
 
-    def discard(self) -> None:
-        """Remove this version's container only (a release that failed its checks)."""
-        _remove(self.container)
+    def follow(self, tail: int = 10) -> Iterator[str]:
+        return follow_chunks(self.container.logs(stream=True, follow=True, tail=tail))
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Remove the whole deployment: every version, the front and the network."""
+    def __repr__(self) -> str:
+        return f"<DockerVersion {self.instance} at {self.direct_url}>"
+
+
+class DockerTarget:
+    """Containers on a Docker engine."""
+
+    name = "docker"
+    options: dict[str, Any] = {"base_image": None, "resources": None}
+    stages: tuple[str, ...] = ("image",)  # its own release stages, before "start"
+    description = "containers on a Docker engine: a front container on the port, one container per version"
+
+    def check(self) -> None:
+        docker_client()  # fail fast, before packaging, when no engine answers
+
+    def prepare(self, pkg: Any, options: dict, progress: Any) -> dict:
+        with progress.stage("image", "docker build (network off)"):
+            image = ensure_image(pkg, base_image=options.get("base_image"), verbose=progress.enabled, on_line=progress.log)
+        return {"image": image}
+
+    # -- the front ---------------------------------------------------------------------------------------
+    def front(self, name: str) -> FrontClient | None:
+        found = [c for c in _find(name, "front", all=False)]
+        return _front_client(found[0]) if found else None
+
+    def create_front(self, name: str, *, port: int | None, host: str, options: dict) -> FrontClient:
+        for stale in _find(name, "front"):  # stopped, or made by an older deploykit without an admin API
+            _remove(stale)
+        if port is not None and port_in_use(port, host):
+            raise ConfigError(f"port {port} is already in use on this host; pass another port, or port=None for a free one")
+        network = ensure_network(name)
+        folder = _paths.deployment_dir(name)
+        (folder / "routes.json").unlink(missing_ok=True)
+        user = _share(folder)
+        image = front_image(base_image=options.get("base_image"), on_line=lambda line: None, verbose=False)
+        token = new_token()
+        container = docker_client().containers.run(
+            image,
+            ["python", "-m", "deploykit_front.serve", "--name", name, "--state-dir", FRONT_STATE,
+             "--host", "0.0.0.0", "--port", str(FRONT_PORT)],
+            name=f"deploykit-{name}-front",
+            detach=True,
+            init=True,
+            user=user,
+            network=network.name,
+            ports={f"{FRONT_PORT}/tcp": (host, port or free_port())},
+            restart_policy={"Name": "unless-stopped"},
+            environment={"DEPLOYKIT_ADMIN_TOKEN": token},
+            volumes={str(folder): {"bind": FRONT_STATE, "mode": "rw"}},
+            labels=_labels(name, "front", host=host),
+            mem_limit="256m",
+        )
+        front = _front_client(container)
+        try:
+            front.wait_ready(FRONT_START_TIMEOUT, exited=lambda: _state(container) in ("exited", "dead"))
+        except DeploymentError:
+            logs = container.logs(tail=30).decode(errors="replace")
+            _remove(container)
+            raise DeploymentError(f"the front container of {name} did not start:\n{logs}", target=self.name, logs=logs) from None
+        return front
+
+    # -- versions --------------------------------------------------------------------------------------
+    def start(self, front: FrontClient, pkg: Any, *, env: dict, prepared: dict, options: dict) -> DockerVersion:
+        image = prepared["image"]
+        limits = {**DEFAULT_RESOURCES, **(options.get("resources") or {})}
+        container = docker_client().containers.run(
+            image.tag,
+            name=f"deploykit-{front.name}-v{pkg.version}-{secrets.token_hex(3)}",
+            detach=True,
+            init=True,
+            network=f"deploykit-{front.name}",
+            ports={f"{PORT}/tcp": ("127.0.0.1", None)},
+            restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
+            environment=env,
+            mem_limit=limits["memory"],
+            nano_cpus=int(float(limits["cpus"]) * 1e9) if limits.get("cpus") else None,
+            labels=_labels(front.name, "model", version=str(pkg.version), image=image.tag, package=str(pkg.path),
+                           **{"model.sha256": pkg.manifest.model.sha256}),
+        )
+        return DockerVersion(container)
+
+    def version(self, front: FrontClient, instance: str) -> DockerVersion | None:
+        import docker
+
+        try:
+            return DockerVersion(docker_client().containers.get(instance))
+        except (docker.errors.NotFound, DeploymentError):
+            return None
+
+    def retire(self, front: FrontClient, version: DockerVersion, *, drain: float) -> None:
+        try:
+            front.drain(version.upstream, drain)
+        finally:
+            _remove(version.container)
+
+    # -- the deployment ------------------------------------------------------------------------------------
+    def remove(self, name: str) -> None:
         for role in ("front", "model"):
-            for container in _find(self.name, role):
+            for container in _find(name, role):
                 _remove(container)
-        for network in docker_client().networks.list(filters={"label": [f"{LABEL}.name={self.name}"]}):
+        for network in docker_client().networks.list(filters={"label": [f"{LABEL}.name={name}"]}):
             try:
                 network.remove()
-            except Exception:
+            except Exception:  # noqa: BLE001 - already gone, or still draining its endpoints
                 pass
+        (_paths.deployment_dir(name) / "routes.json").unlink(missing_ok=True)
 
-    def state(self) -> dict:
-        return {"container": self.container.name, "front": self.front.name if self.front else None}
+    def running(self, name: str | None = None) -> list[Running]:
+        filters = {"label": [f"{LABEL}.role=front"] + ([f"{LABEL}.name={name}"] if name else [])}
+        found = []
+        for container in docker_client().containers.list(filters=filters):
+            front = _front_client(container)
+            if not front.token:
+                continue  # made by an older deploykit: redeploying replaces it
+            try:
+                status = front.status()
+            except DeploymentError:
+                continue
+            live = (status["routes"].get("live") or {}).get("instance")
+            version = self.version(front, live) if live else None
+            found.append(Running(name=front.name, target=self.name, front=front, live=version,
+                                 package=version.package if version else None,
+                                 started=version.started if version else None))
+        return found
+
+
+def _state(container) -> str:
+    import docker
+
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        return "dead"
+    return container.attrs["State"]["Status"]
+
+
+def _front_client(container) -> FrontClient:
+    name = container.labels[f"{LABEL}.name"]
+    host = container.labels.get(f"{LABEL}.host", "127.0.0.1")
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    url = f"http://{shown}:{_host_port(container, FRONT_PORT)}"
+    return FrontClient(name, url, _env(container).get("DEPLOYKIT_ADMIN_TOKEN", ""), target="docker",
+                       details={"container": container})
+
+
+def _share(folder) -> str:
+    """The user the front container runs as, with the deployment's folder writable by it: this user's
+    own uid where that is not root, else the image's unprivileged user, given the folder."""
+    if os.getuid() != 0:
+        return f"{os.getuid()}:{os.getgid()}"
+    for path in [folder, *folder.rglob("*")]:
+        os.chown(path, FRONT_UID, FRONT_UID)
+    return f"{FRONT_UID}:{FRONT_UID}"
 
 
 def ensure_image(pkg: Any, *, base_image: str | None, verbose: bool, on_line=None):
@@ -165,7 +266,7 @@ def ensure_image(pkg: Any, *, base_image: str | None, verbose: bool, on_line=Non
     tag = f"deploykit/{pkg.name}:{pkg.version}"
     try:
         found = docker_client().images.get(tag)
-        if found.labels.get(f"{LABEL}.model.sha256") == pkg.manifest["artifacts"]["model"]["sha256"]:
+        if found.labels.get(f"{LABEL}.model.sha256") == pkg.manifest.model.sha256:
             return Image(tag=tag, id=found.id, size=found.attrs["Size"], labels=found.labels,
                          deps_image=found.labels.get(f"{LABEL}.deps", ""), deps_reused=True, base_image="", seconds=0.0)
     except docker.errors.ImageNotFound:
@@ -180,89 +281,3 @@ def ensure_network(name: str):
         return existing[0]
     return client.networks.create(f"deploykit-{name}", driver="bridge", labels=_labels(name, "network"))
 
-
-def _exec(front, upstream: str) -> None:
-    code, output = front.exec_run(["python", "-c", _WRITE_UPSTREAM, UPSTREAM_FILE, upstream])
-    if code != 0:
-        raise DeploymentError(f"could not switch the front of {front.name}: {output.decode()[-300:]}", target="docker")
-
-
-def _start_front(name: str, port: int | None, host: str, upstream: str, verbose: bool):
-    image = front_image(on_line=(lambda line: print(f"    {line}", flush=True)) if verbose else (lambda line: None), verbose=verbose)
-    front = docker_client().containers.run(
-        image,
-        name=f"deploykit-{name}-front",
-        detach=True,
-        init=True,
-        network=f"deploykit-{name}",
-        ports={f"{FRONT_PORT}/tcp": (host, port or free_port())},
-        restart_policy={"Name": "unless-stopped"},
-        environment={"DEPLOYKIT_UPSTREAM_FILE": UPSTREAM_FILE},
-        labels=_labels(name, "front", host=host),
-        mem_limit="256m",
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        code, _ = front.exec_run(["python", "-c", _WRITE_UPSTREAM, UPSTREAM_FILE, upstream])
-        if code == 0:
-            return front
-        if time.monotonic() > deadline:
-            logs = front.logs(tail=30).decode(errors="replace")
-            _remove(front)
-            raise DeploymentError(f"the front container for {name} did not start:\n{logs}", target="docker")
-        time.sleep(0.2)
-
-
-def _await_front(handle: DockerVersion, timeout: float = 30.0) -> None:
-    """Wait until the front answers and routes to ``handle``'s version."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            status = httpx.get(handle.url + "/_deploykit/front", timeout=2).json()
-            if status["upstream"].get("version") == handle.version:
-                return
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.1)
-    raise DeploymentError(f"the front of {handle.name} did not switch to v{handle.version} within {timeout:.0f} s", target="docker")
-
-
-def _drain(front, container_name: str, timeout: float = 30.0) -> None:
-    """Wait until the front has no request in flight to ``container_name``."""
-    import httpx
-
-    url = f"http://127.0.0.1:{_host_port(front, FRONT_PORT)}/_deploykit/front"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            inflight = httpx.get(url, timeout=2).json()["inflight"]
-        except (httpx.HTTPError, ValueError, KeyError):
-            return
-        if not any(container_name in upstream for upstream in inflight):
-            return
-        time.sleep(0.05)
-
-
-def running(name: str | None = None) -> list[dict]:
-    """Docker deployments as the engine knows them: name, front, current version container, package."""
-    import httpx
-
-    client = docker_client()
-    filters = {"label": [f"{LABEL}.role=front"] + ([f"{LABEL}.name={name}"] if name else [])}
-    found = []
-    for front in client.containers.list(filters=filters):
-        dep_name = front.labels[f"{LABEL}.name"]
-        try:
-            status = httpx.get(f"http://127.0.0.1:{_host_port(front, FRONT_PORT)}/_deploykit/front", timeout=3).json()
-        except (httpx.HTTPError, ValueError):
-            continue
-        current = status["upstream"].get("url", "")
-        for container in _find(dep_name, "model"):
-            if container.name in current:
-                found.append({"name": dep_name, "front": front, "container": container,
-                              "version": container.labels[f"{LABEL}.version"],
-                              "package": container.labels.get(f"{LABEL}.package"),
-                              "host": front.labels.get(f"{LABEL}.host", "127.0.0.1")})
-    return found
