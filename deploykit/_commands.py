@@ -1,6 +1,6 @@
 """What each command of the shared grammar does: one core call per command, for both front ends.
 
-``execute(args, names)`` takes arguments parsed by :func:`deploykit._cli.build_parser` and a ``names``
+``execute(args, names)`` takes arguments parsed by :func:`deploykit._grammar.build_parser` and a ``names``
 object that turns the user's words into objects: files in the CLI (:class:`deploykit._cli.Files`),
 notebook variables in ``%deploy`` (:class:`deploykit._magic.Variables`). It returns the core's result;
 each front end shows it its own way (the CLI prints, the magic returns it for rich display).
@@ -13,9 +13,7 @@ import ast
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-
-class ArgumentError(Exception):
-    """Arguments that do not parse or do not fit together (raised, never exits: the magic must not exit the kernel)."""
+from ._grammar import ArgumentError
 
 
 class Names(Protocol):
@@ -67,26 +65,27 @@ def parameters(pairs: list[list[str]] | None) -> dict:
 
 # -- the commands -------------------------------------------------------------------------------------
 def _deploy(args, names):
-    import deploykit
+    from ._deploy import deploy
+    from ._package import Package
 
     if args.panel:
         raise ArgumentError("--panel opens a widget in a notebook: use `%deploy --panel MODEL --train X_train y_train`")
     model = names.model(args.model, trust=args.trust)
-    if not isinstance(model, deploykit.Package):
+    if not isinstance(model, Package):
         missing = [flag for flag, given in (("--name NAME", args.name), ("--train X [y]", args.train)) if not given]
         if missing:
             raise ArgumentError(f"deploying a model (not a saved package) needs {' and '.join(missing)}")
-    return deploykit.deploy(model, **deploy_kwargs(args, names))
+    return deploy(model, **deploy_kwargs(args, names))
 
 
 def _list(args, names):
-    import deploykit
+    from ._deployment import deployments
 
-    return deploykit.deployments()
+    return deployments()
 
 
 def _find(name: str):
-    from ._deploy import find
+    from ._deployment import find
 
     return find(name)
 
@@ -111,38 +110,14 @@ def _explain(args, names):
 
 
 def _card(args, names):
-    from .exceptions import ConfigError
+    from ._deployment import card_of
 
-    running = {d.name: d for d in _deployments()}
-    source = running.get(args.name) or _saved(names, args.name, running)
-    card = source.card
-    if card is None:
-        raise ConfigError(f"{args.name} was packaged before model cards existed; package it again to give it one")
+    card, address = card_of(args.name, saved=lambda name: names.package(name, None))
     if args.save:
         card.save(args.save)
     if args.open:
-        _open_in_browser(f"{source.url}/card" if args.name in running else _card_file(source))
+        _open_in_browser(address)
     return card
-
-
-def _saved(names: Names, name: str, running: dict):
-    from .exceptions import ConfigError
-
-    try:
-        return names.package(name, None)
-    except ConfigError:
-        listed = ", ".join(running) or "none"
-        raise ConfigError(f"no running deployment or saved package named {name!r} (running: {listed})") from None
-
-
-def _deployments():
-    import deploykit
-
-    return deploykit.deployments()
-
-
-def _card_file(pkg) -> str:
-    return (pkg.model_dir / pkg.manifest["artifacts"]["card_html"]["file"]).resolve().as_uri()
 
 
 def _open_in_browser(address: str) -> None:
@@ -153,9 +128,9 @@ def _open_in_browser(address: str) -> None:
 
 
 def _rollback(args, names):
-    import deploykit
+    from ._rollback import rollback
 
-    return deploykit.rollback(args.name, to=args.to)
+    return rollback(args.name, to=args.to)
 
 
 def _stop(args, names):

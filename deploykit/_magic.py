@@ -1,10 +1,11 @@
-"""``%deploy``: the notebook front end. Parses with the CLI's parser, calls the core, shows the result."""
+"""``%deploy``: the notebook front end. Parses with the shared grammar, calls the core, shows the result."""
 
 from __future__ import annotations
 
 import shlex
 
-from ._cli import COMMANDS, ArgumentError, HelpShown, build_parser, deploy_kwargs, execute, grammar_help
+from ._commands import COMMANDS, deploy_kwargs, execute
+from ._grammar import ArgumentError, HelpShown, build_parser, grammar_help
 
 
 def _resolve(shell, name: str):
@@ -28,12 +29,12 @@ class Variables:
     labels = fields = frame
 
     def package(self, token: str, version: str | None):
-        import deploykit
+        from ._package import Package
 
         value = self.shell.user_ns.get(token)
-        if isinstance(value, deploykit.Package) and version is None:
+        if isinstance(value, Package) and version is None:
             return value
-        return deploykit.Package.load(token, version=version)
+        return Package.load(token, version=version)
 
 
 def deploy_magic(shell, line: str):
@@ -64,8 +65,9 @@ def deploy_magic(shell, line: str):
 
         %deploy clf --name churn --train X_train y_train --test X_test y_test
     """
-    import deploykit
     from IPython.core.error import UsageError
+
+    from .exceptions import DeployKitError
 
     tokens = shlex.split(line)
     if tokens and tokens[0] not in COMMANDS and (not tokens[0].startswith("-") or tokens[0] == "--panel"):
@@ -81,7 +83,7 @@ def deploy_magic(shell, line: str):
         return _shown(execute(args, names))
     except HelpShown:
         return None
-    except (deploykit.DeployKitError, ArgumentError) as exc:
+    except (DeployKitError, ArgumentError) as exc:
         if debug:
             raise
         raise UsageError(f"{str(exc).splitlines()[0]}  (add --debug for details)") from None
@@ -89,12 +91,12 @@ def deploy_magic(shell, line: str):
 
 def _panel(model, args, kwargs: dict):
     """``%deploy --panel``: the same data as a deploy, shown as a form instead of deployed at once."""
-    import deploykit
+    from ._panel import DeployPanel
 
     if "X_train" not in kwargs:
         raise ArgumentError("--panel needs the training data: %deploy --panel MODEL --train X_train y_train")
     data = {key: kwargs.get(key) for key in ("y_train", "X_test", "y_test")}
-    return deploykit.DeployPanel(model, kwargs["X_train"], **data, name=args.name, target=args.target)
+    return DeployPanel(model, kwargs["X_train"], **data, name=args.name, target=args.target)
 
 
 def _shown(result):

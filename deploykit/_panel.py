@@ -16,10 +16,12 @@ import time
 import traceback
 from typing import Any, Callable
 
+from . import _targets
 from ._templates import read, render
 
-#: The stages the panel lays out before a deploy starts, in order; others are shown as they happen.
-PLAN = ("capture", "parity", "card", "bento", "image", "start", "healthy", "live")
+#: The stages the panel lays out before a deploy starts, in order (a target adds its own before "start");
+#: others (the explainer, a new deployment's front, retiring the old version) are shown as they happen.
+PLAN = ("capture", "parity", "card", "bento", "start", "healthy", "live")
 LABELS = {"bento": "package", "healthy": "healthy", "serialise": "serialise", "explainer": "explainer"}
 TOP_K = 6
 
@@ -232,7 +234,7 @@ class DeployPanel:
         w = self._w
         wide = {"style": {"description_width": "120px"}, "layout": w.Layout(width="395px")}
         self.name = w.Text(value=name, description="name", placeholder="e.g. churn", **wide).add_class("dk-name")
-        self.target = w.Dropdown(options=["local", "docker"], value=target, description="target", **wide).add_class("dk-target")
+        self.target = w.Dropdown(options=_targets.names(), value=target, description="target", **wide).add_class("dk-target")
         self.explain = w.Checkbox(value=True, description="serve SHAP explanations", indent=True,
                                   layout=w.Layout(width="395px")).add_class("dk-explain")
         card_left, card_right = self._card_form(wide)
@@ -355,7 +357,9 @@ class DeployPanel:
         if self.running:
             return
         kwargs = self.deploy_kwargs()
-        plan = [s for s in PLAN if (s != "card" or "card" in self._options) and (s != "image" or kwargs["target"] == "docker")]
+        plan = [s for s in PLAN if s != "card" or "card" in self._options]
+        at = plan.index("start")
+        plan[at:at] = _targets.get(kwargs["target"]).stages
         with self._lock:
             self.stages, self.log_lines, self.error = Stages(plan), [], None
             self._cancel.clear()
@@ -365,13 +369,13 @@ class DeployPanel:
         self._thread.start()
 
     def _work(self, kwargs: dict) -> None:
-        import deploykit
+        from ._deploy import deploy
 
         done = threading.Event()
         threading.Thread(target=self._tick, args=(done,), daemon=True).start()
         started = time.perf_counter()
         try:
-            dep = deploykit.deploy(self.model, verbose=False, progress=self._on_progress, **kwargs)
+            dep = deploy(self.model, verbose=False, progress=self._on_progress, **kwargs)
         except KeyboardInterrupt:
             self._finish("cancelled", "cancelled; any previous version keeps serving")
         except Exception as exc:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _paths
+from . import _paths, _store
 from ._runtime.errors import DeployKitError
 from .exceptions import ConfigError
 
@@ -54,7 +54,7 @@ def run_notebook(notebook: str | Path, *, parameters: dict | None = None, output
                           "in it with deploykit.package(model, name=..., X_train=..., ...)")
     from ._package import Package
 
-    result = RunResult(notebook, output, [Package.load(_paths.packages_dir(n) / v) for n, v in made])
+    result = RunResult(notebook, output, [Package.load(_store.path(n, v)) for n, v in made])
     if deploy:
         result.deployments = [_deploy(pkg, target, verbose) for pkg in result.packages]
     return result
@@ -88,8 +88,7 @@ def _execute(notebook: Path, output: Path, parameters: dict, verbose: bool) -> N
 
 
 def _package_versions() -> set[tuple[str, str]]:
-    root = _paths.packages_dir()
-    return {(p.parent.name, p.name) for p in root.glob("*/*") if p.name.isdigit() and (p / "model").is_dir()}
+    return _store.every_version()
 
 
 def _newest_per_name(made: set[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -101,13 +100,12 @@ def _newest_per_name(made: set[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def _deploy(pkg: Any, target: str, verbose: bool):
-    """Deploy ``pkg`` under its name, unless a docker deployment the notebook started already serves it.
-
-    Local services the notebook started ended with its kernel, so they are always deployed again.
-    """
-    from ._deploy import deploy, deployments
+    """Deploy ``pkg`` under its name, unless the notebook already deployed it there (deployments outlive
+    the kernel that made them)."""
+    from ._deploy import deploy
+    from ._deployment import deployments
 
     for running in deployments():
-        if running.name == pkg.name and running.target == target == "docker" and Path(running.package.path) == Path(pkg.path):
+        if running.name == pkg.name and running.target == target and Path(running.package.path) == Path(pkg.path):
             return running
     return deploy(pkg, target=target, name=pkg.name, verbose=verbose)

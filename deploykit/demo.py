@@ -91,7 +91,7 @@ def choose_target(target: str = "auto") -> str:
 
 
 def run(keep: bool = False, target: str = "auto") -> None:
-    import deploykit
+    from ._deploy import deploy
 
     target = choose_target(target)
     print(f"deploykit demo: train → package → {'build an image → ' if target == 'docker' else ''}serve → predict → explain\n")
@@ -100,7 +100,7 @@ def run(keep: bool = False, target: str = "auto") -> None:
     model = churn_pipeline().fit(X_train, y_train)
     print(f"trained {type(model[-1]).__name__} on {len(X_train)} customers "
           f"(held-out accuracy {np.mean(model.predict(X_test) == y_test):.3f})\n")
-    dep = deploykit.deploy(model, name="churn-demo", target=target,
+    dep = deploy(model, name="churn-demo", target=target,
                            X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test)
     customer = X_test.iloc[[0]]
     print("\ncustomer:", customer.iloc[0].to_dict())
@@ -111,12 +111,8 @@ def run(keep: bool = False, target: str = "auto") -> None:
     for name, value in explanation.top(5):
         print(f"  {name:>16} {value:+.4f}")
     print(f"\nendpoint: {dep.url}  (POST /predict, /predict_proba, /explain; GET /schema; API docs at /)")
-    if keep and target == "local":
-        from ._cli import _serve_until_interrupted
-
-        _serve_until_interrupted(dep)
-    elif keep:
-        print(f"left running in Docker; stop it with `deploykit stop {dep.name}`")
+    if keep:
+        print(f"left running ({target}); stop it with `deploykit stop {dep.name}`")
     else:
         dep.stop()
         print("stopped the demo service (run `deploykit demo --keep` to leave it running)")
