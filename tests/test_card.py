@@ -207,7 +207,7 @@ def test_card_files_are_in_the_package_and_verified(binary, tmp_path):
     assert m["card"]["sha256"] == m["artifacts"]["card_json"]["sha256"] and m["card"]["errors"] == 0
     for file, sha in m["card"]["plots"].items():
         assert deploykit._runtime.artifacts.sha256_file(binary.model_dir / file) == sha
-    bento_model = Path(m["bento"]["path"]) / "src" / "model"
+    bento_model = binary.bento_path / "src" / "model"
     assert (bento_model / "card.json").read_bytes() == (binary.model_dir / "card.json").read_bytes()
     tampered = tmp_path / "tampered-card"
     shutil.copytree(binary.path, tampered)
@@ -414,7 +414,7 @@ def test_deploy_refuses_a_stale_card(binary, churn, tmp_path):
     shutil.copytree(binary.path, copy)
     manifest = json.loads((copy / "model" / "deploykit.json").read_text())
     other = DummyClassifier().fit(churn[0], churn[2])
-    manifest["artifacts"]["model"] = artifacts.dump_model(other, copy / "model", artifacts.SKOPS)
+    manifest["artifacts"]["model"] = artifacts.dump_model(other, copy / "model", artifacts.SKOPS).to_dict()
     (copy / "model" / "deploykit.json").write_text(json.dumps(manifest))
     stale = deploykit.Package.load(copy)
     with pytest.raises(deploykit.CardValidationError, match="model card is stale") as info:

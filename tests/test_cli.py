@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 import deploykit
-from deploykit._cli import EXAMPLES, build_parser, main
+from deploykit._cli import main
+from deploykit._grammar import EXAMPLES, build_parser
 from deploykit._commands import COMMANDS, parameters
 from deploykit._files import load_model, read_fields, read_frame, read_labels
 

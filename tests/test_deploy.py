@@ -1,14 +1,12 @@
 """deploykit.deploy on the local target: each model type really served, and replacement that never
 drops the working version."""
 
-import shutil
-
 import httpx
 import numpy as np
 import pytest
 
 import deploykit
-from deploykit._schema import records
+from tests.helpers.packages import broken_copy
 
 pytestmark = pytest.mark.serve
 
@@ -61,29 +59,26 @@ def test_replace_only_when_healthy(churn_package, tmp_path):
     expected = first.predict(rows).tolist()
 
     # a broken release: the model artifact no longer matches its sha256, so the service cannot start
-    broken_dir = tmp_path / "broken"
-    shutil.copytree(churn_package.path, broken_dir)
-    manifest = dict(churn_package.manifest)
-    bento = broken_dir / "bento"
-    shutil.copytree(churn_package.manifest["bento"]["path"], bento)
-    (bento / "src" / "model" / "model.skops").write_bytes(b"not the model")
-    manifest["bento"] = {"tag": "rollout:broken", "path": str(bento)}
-    broken = deploykit.Package(path=broken_dir, manifest=manifest)
+    broken = broken_copy(churn_package, tmp_path / "broken")
     with pytest.raises(deploykit.DeploymentError, match="failed to start: IntegrityError: artifact model.skops") as info:
         deploykit.deploy(broken, name="rollout", verbose=False)
     assert "will not be loaded" in str(info.value) or "will not be loaded" in info.value.logs
     assert first.health()["ready"] and first.predict(rows).tolist() == expected
     assert [d for d in deploykit.deployments() if d.name == "rollout"] == [first]
 
-    # a good release replaces it, only once healthy; the old process is then stopped
+    # a good release replaces it, only once healthy, at the same URL; the old version is then retired
+    old = first.handle
     second = deploykit.deploy(churn_package, name="rollout", verbose=False)
-    assert second.url != first.url and second.predict(rows).tolist() == expected
-    assert first.stopped and not first.health()["live"]
-    with pytest.raises(deploykit.DeploymentError, match="was stopped"):
+    assert second.url == first.url and second.predict(rows).tolist() == expected
+    assert second.handle.instance != old.instance and old.exited() is not None
+    assert first.stopped
+    with pytest.raises(deploykit.DeploymentError, match="was stopped or replaced"):
         first.predict(rows)
     assert [d for d in deploykit.deployments() if d.name == "rollout"] == [second]
     second.stop()
     assert "rollout" not in [d.name for d in deploykit.deployments()]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(second.url + "/readyz", timeout=2)
 
 
 def test_deploy_arguments_are_checked(churn_model, churn_package):

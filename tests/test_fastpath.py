@@ -2,7 +2,6 @@
 contract as the plain path; plus request coalescing on the plain path."""
 
 import concurrent.futures
-import os
 
 import httpx
 import numpy as np

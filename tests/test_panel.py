@@ -170,7 +170,7 @@ def test_deploy_predict_and_stop_from_the_panel(panel, churn, churn_model):
     assert p.running and p.deploy_button.disabled and not p.cancel_button.disabled
     assert p.wait(TIMEOUT), "the deploy did not finish"
     assert p.error is None, p.error_box.value
-    planned = [s for s in PLAN if s != "image" and (s != "card" or hasattr(p, "intended_use"))]
+    planned = [s for s in PLAN if s != "card" or hasattr(p, "intended_use")]
     for stage in planned:
         assert p.stages.state(stage) == "done", (stage, p.stages.view())
         assert f'data-stage="{stage}" data-state="done"' in p.stage_view.value

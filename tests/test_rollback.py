@@ -1,14 +1,11 @@
 """deploykit.rollback against real `bentoml serve`: back along the release stack, health-gated, clear refusals."""
 
-import json
-import shutil
-
 import pytest
 
 import deploykit
 from deploykit._cli import main
-from deploykit._rollback import releases
-from deploykit._runtime.model import MANIFEST
+from deploykit._history import releases
+from tests.helpers.packages import broken_copy
 
 pytestmark = pytest.mark.serve
 
@@ -29,19 +26,6 @@ def versions(churn):
     rows = X_test.iloc[:40]
     assert made[0][1].predict(rows).tolist() != made[1][1].predict(rows).tolist()
     return made, rows
-
-
-def _broken_copy(pkg, version: str, tmp_path) -> None:
-    """Version ``version`` of the package on disk, whose bento's model artifact fails its sha256 check."""
-    target = pkg.path.parent / version
-    shutil.copytree(pkg.path, target)
-    bento = tmp_path / "broken-bento"
-    shutil.copytree(pkg.manifest["bento"]["path"], bento)
-    (bento / "src" / "model" / pkg.manifest["artifacts"]["model"]["file"]).write_bytes(b"not the model")
-    manifest_path = target / "model" / MANIFEST
-    manifest = json.loads(manifest_path.read_text())
-    manifest.update(version=version, bento={"tag": f"rb:broken{version}", "path": str(bento)})
-    manifest_path.write_text(json.dumps(manifest))
 
 
 def test_rollback_walks_back_and_keeps_serving_on_failure(versions, tmp_path, capsys):
@@ -68,7 +52,7 @@ def test_rollback_walks_back_and_keeps_serving_on_failure(versions, tmp_path, ca
         deploykit.rollback("rb", to="9")
 
     # a rollback target that cannot start: the CLI says why in one line, and v1 keeps serving
-    _broken_copy(v2, "3", tmp_path)
+    broken_copy(v2, v2.path.parent / "3", version="3")
     assert main(["rollback", "rb", "--to", "3"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "IntegrityError" in err and "keeps serving" in err

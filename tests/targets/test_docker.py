@@ -7,16 +7,16 @@ import os
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 
-import httpx
 import numpy as np
 import pytest
 
 import deploykit
 from deploykit._docker import build as _build
 from deploykit._docker.engine import LABEL
+from tests.helpers.load import Hammer
+from tests.helpers.packages import broken_copy
 
 pytestmark = pytest.mark.docker
 
@@ -169,57 +169,6 @@ def test_unreachable_engine_is_a_clear_error(monkeypatch):
         engine._client.cache_clear()
 
 
-class Hammer:
-    """Sends requests in a loop from another thread and counts failures."""
-
-    def __init__(self, url: str, rows: list) -> None:
-        self.url, self.rows = url, rows
-        self.ok = self.failed = 0
-        self.versions: list[str] = []
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as client:
-            while not self._stop.is_set():
-                try:
-                    response = client.post("/predict", json={"instances": self.rows})
-                    if response.status_code == 200:
-                        self.ok += 1
-                        self.versions.append(response.headers.get("x-deploykit-version", "?"))
-                    else:
-                        self.failed += 1
-                        self.errors.append(f"{response.status_code} {response.text[:100]}")
-                except httpx.HTTPError as exc:
-                    self.failed += 1
-                    self.errors.append(repr(exc))
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-
-def _broken_copy(pkg, tmp_path):
-    """The same package, but its image's model artifact no longer matches its sha256: it cannot start."""
-    import json
-    import shutil
-
-    broken = tmp_path / "broken"
-    shutil.copytree(pkg.path, broken)
-    manifest = json.loads((broken / "model" / "deploykit.json").read_text())
-    manifest["version"] = "999"
-    bento = tmp_path / "bento"
-    shutil.copytree(pkg.manifest["bento"]["path"], bento)
-    (bento / "src" / "model" / "model.skops").write_bytes(b"tampered")
-    manifest["bento"] = {"tag": "churn:broken", "path": str(bento)}
-    return deploykit.Package(path=broken, manifest=manifest)
-
-
 def test_docker_target_serves_replaces_and_rolls_back(churn_package, churn_model, churn, image, tmp_path, docker_engine):
     X_test = churn[1].iloc[:5]
     rows = churn_package.sample_rows()
@@ -237,7 +186,8 @@ def test_docker_target_serves_replaces_and_rolls_back(churn_package, churn_model
         with Hammer(url, rows) as failed_release:
             time.sleep(0.5)
             with pytest.raises(deploykit.DeploymentError, match="IntegrityError") as info:
-                deploykit.deploy(_broken_copy(churn_package, tmp_path), target="docker", name="dk-docker", verbose=False)
+                deploykit.deploy(broken_copy(churn_package, tmp_path / "broken"), target="docker", name="dk-docker",
+                                 verbose=False)
             time.sleep(0.5)
         assert "will not be loaded" in info.value.logs
         assert failed_release.failed == 0 and failed_release.ok > 0, failed_release.errors[:3]
