@@ -1,0 +1,109 @@
+"""The front's overhead (issue 9): the same deployed version hit directly and through its front, in one run.
+
+::
+
+    python benchmarks/bench_front.py                  # about 3 minutes; prints a Markdown report
+    python benchmarks/bench_front.py --workers 2      # versions with two server workers
+
+The model is the serving benchmark's RandomForest (100 trees, 20 features; ``bench_serving_models``),
+packaged with deploykit's defaults and deployed on the local target. Each measurement alternates
+direct / front / front / direct (ABBA), so a drift of the machine during the run falls on both sides;
+the ratio of the means is reported. Load is 1-row ``/predict`` from wrk (``bench_serving_load``). The
+front's own CPU per request is read from /proc around the c=16 runs through it.
+
+Budget (issue 9): at most 10% less 1-row c=16 throughput, at most 0.3 ms more c=1 p50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_serving_load as load  # noqa: E402
+import bench_serving_models as models  # noqa: E402
+
+THROUGHPUT_BUDGET = 0.10
+LATENCY_BUDGET_MS = 0.3
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _abba(direct: str, front: str, body: bytes, concurrency: int, seconds: int, rounds: int, front_pid: int) -> dict:
+    runs = {"direct": [], "front": []}
+    cpu = {"seconds": 0.0, "requests": 0}
+    for _ in range(rounds):
+        for which in ("direct", "front", "front", "direct"):
+            url = (direct if which == "direct" else front) + "/predict"
+            before = _cpu_seconds(front_pid)
+            result = load.run(url, body, concurrency, seconds)
+            if which == "front":
+                cpu["seconds"] += _cpu_seconds(front_pid) - before
+                cpu["requests"] += result["requests"]
+            if result["errors"]:
+                raise RuntimeError(f"{which} run at c={concurrency} had errors: {result}")
+            runs[which].append(result)
+    return {"runs": runs, "front_cpu_us": 1e6 * cpu["seconds"] / max(cpu["requests"], 1)}
+
+
+def _mean(runs: list[dict], key: str) -> float:
+    return statistics.fmean(r[key] for r in runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=8, help="length of each load run")
+    parser.add_argument("--rounds", type=int, default=2, help="ABBA rounds per measurement")
+    parser.add_argument("--workers", type=int, default=1, help="server workers of the version")
+    options = parser.parse_args()
+    home = tempfile.mkdtemp(prefix="bench-front-")
+    os.environ.update(DEPLOYKIT_HOME=f"{home}/deploykit", BENTOML_HOME=f"{home}/bentoml", BENTOML_DO_NOT_TRACK="true")
+    import deploykit
+
+    fitted = models.fit("rf", models.make_data())
+    dep = deploykit.deploy(fitted.model, name="bench-front", X_train=fitted.X_train, y_train=fitted.y_train,
+                           X_test=fitted.X_test, y_test=fitted.y_test, workers=options.workers, verbose=False)
+    try:
+        body = fitted.body("records", 1)
+        direct, front = dep.handle.direct_url, dep.url
+        front_pid = dep.front.details["pid"]
+        for url in (direct, front):  # warm both paths
+            load.run(url + "/predict", body, 16, 3)
+        c16 = _abba(direct, front, body, 16, options.seconds, options.rounds, front_pid)
+        c1 = _abba(direct, front, body, 1, options.seconds, options.rounds, front_pid)
+    finally:
+        dep.stop()
+    report(c16, c1, options, dep.package.manifest.serving.fast_path.get("enabled"))
+
+
+def report(c16: dict, c1: dict, options, compiled: bool) -> None:
+    rps = {k: _mean(v, "rps") for k, v in c16["runs"].items()}
+    p50 = {k: _mean(v, "p50_ms") for k, v in c1["runs"].items()}
+    p99 = {k: _mean(v, "p99_ms") for k, v in c16["runs"].items()}
+    loss = 1 - rps["front"] / rps["direct"]
+    added = p50["front"] - p50["direct"]
+    print(f"### The front's overhead ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, {load.generator()}, "
+          f"version with {options.workers} worker(s), {'compiled' if compiled else 'plain'} path)\n")
+    print("| measure | direct to the version | through the front | change | budget | met |")
+    print("|---|---:|---:|---:|---|---|")
+    print(f"| 1-row c=16 throughput | {rps['direct']:,.0f} req/s | {rps['front']:,.0f} req/s | {-loss:+.1%} | "
+          f">= -{THROUGHPUT_BUDGET:.0%} | {'yes' if loss <= THROUGHPUT_BUDGET else '**no**'} |")
+    print(f"| 1-row c=16 p99 | {p99['direct']:.2f} ms | {p99['front']:.2f} ms | {p99['front'] - p99['direct']:+.2f} ms | | |")
+    print(f"| 1-row c=1 p50 | {p50['direct']:.3f} ms | {p50['front']:.3f} ms | {added:+.3f} ms | "
+          f"<= +{LATENCY_BUDGET_MS} ms | {'yes' if added <= LATENCY_BUDGET_MS else '**no**'} |")
+    print(f"\nThe front's own CPU: {c16['front_cpu_us']:.0f} µs per request at c=16, {c1['front_cpu_us']:.0f} µs at c=1. "
+          f"Each figure is the mean of {2 * options.rounds} runs of {options.seconds} s per side, ABBA order.")
+
+
+if __name__ == "__main__":
+    main()
