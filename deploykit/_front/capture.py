@@ -234,7 +234,7 @@ class CaptureWriter:
     """
 
     def __init__(self, state_dir: str | Path, name: str, fraction: float = 1.0, queue_size: int = 10_000,
-                 retention: Any = None, *, batch: int = 2000, interval: float = 0.05,
+                 retention: Any = None, *, batch: int = 256, interval: float = 0.05,
                  retention_every: float = 60.0) -> None:
         if not 0.0 <= float(fraction) <= 1.0:
             raise ValueError(f"capture fraction {fraction!r} must be between 0 (off) and 1 (every request)")

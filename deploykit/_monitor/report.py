@@ -17,11 +17,13 @@ from typing import Any
 
 from ..exceptions import ConfigError
 from . import drift as _drift
+from . import stats
 from .performance import performance as _performance
 from .store import CaptureStore, Window
 
 REFERENCE_FILE = "monitor_reference.json"
 PROM_FILE = "monitor.prom"
+THRESHOLDS_CACHE = "monitor-thresholds.json"  # calibrated thresholds per (feature, window size), kept between reports
 
 
 @dataclass
@@ -136,7 +138,13 @@ def monitor(package_dir_or_reference: Any, store: Any, window: Any = None, *, ve
                    "start": _iso(frame["time"].min() if len(frame) else parsed.start),
                    "end": _iso(frame["time"].max() if len(frame) else parsed.end),
                    "requested": _requested(window)}
+    cache = store.path.parent / THRESHOLDS_CACHE
+    stats.load_cache(cache)
     result = _drift.drift(reference, frame, alpha=alpha)
+    try:
+        stats.save_cache(cache)
+    except OSError:
+        pass  # a read-only state folder: thresholds are recomputed next time
     return MonitorReport(name=reference.get("name"), version=None if version is None else str(version),
                          window=window_info, drift=result, performance=_performance(frame, reference),
                          reference=reference)
