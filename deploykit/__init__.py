@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ._card import ModelCard
     from ._deploy import deploy
     from ._deployment import Deployment, deployments
+    from ._experiments import promote
     from ._docker.build import Image
     from ._package import Package, package
     from ._panel import DeployPanel
@@ -62,6 +63,7 @@ __all__ = [
     "deployments",
     "load_ipython_extension",
     "package",
+    "promote",
     "rollback",
 ]
 
@@ -74,6 +76,7 @@ _LAZY = {
     "deployments": "._deployment",
     "DeployPanel": "._panel",
     "rollback": "._rollback",
+    "promote": "._experiments",
     "Image": "._docker.build",
 }
 

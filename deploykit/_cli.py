@@ -141,6 +141,10 @@ def _show_card(args, card) -> None:
         print(f"saved to {args.save}", file=sys.stderr)
 
 
+def _show_report(args, report) -> None:
+    print(report.to_json() if args.json else str(report))
+
+
 def _show_stopped(args, dep) -> None:
     print(f"stopped {dep.name}")
 
@@ -156,7 +160,9 @@ def _show_path(args, path) -> None:
 
 
 _SHOW = {
-    "deploy": _show_deployed, "rollback": _show_deployed, "list": _show_list, "status": _show_status,
+    "deploy": _show_deployed, "rollback": _show_deployed, "promote": _show_deployed, "compare": _show_report,
+    "monitor": _show_report,
+    "list": _show_list, "status": _show_status,
     "logs": _show_logs, "predict": _show_predictions, "explain": _show_explanation, "card": _show_card,
     "stop": _show_stopped, "run": _show_run, "init-ci": _show_path,
     "build": lambda args, image: print(image.tag), "base-image": lambda args, tag: print(tag),

@@ -49,6 +49,11 @@ def deploy_kwargs(args: argparse.Namespace, names: Names) -> dict:
         kwargs["card"] = names.fields(args.card)
     if "X_train" in kwargs or args.explain is False:
         kwargs["explain"] = args.explain
+    kwargs["strategy"] = args.strategy
+    kwargs["capture"] = args.capture
+    for key in ("sample", "traffic", "steps", "interval", "guardrails", "sticky"):
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
     return kwargs
 
 
@@ -133,6 +138,20 @@ def _rollback(args, names):
     return rollback(args.name, to=args.to)
 
 
+def _promote(args, names):
+    from ._experiments import promote
+
+    return promote(args.name)
+
+
+def _compare(args, names):
+    return _find(args.name).compare()
+
+
+def _monitor(args, names):
+    return _find(args.name).monitor(args.window)
+
+
 def _stop(args, names):
     deployment = _find(args.name)
     deployment.stop()
@@ -185,6 +204,9 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Names], Any]] = {
     "explain": _explain,
     "card": _card,
     "rollback": _rollback,
+    "promote": _promote,
+    "compare": _compare,
+    "monitor": _monitor,
     "stop": _stop,
     "build": _build,
     "base-image": _base_image,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from . import _history, _paths, _release, _targets
-from ._deployment import Deployment, adopt, deployments, find  # noqa: F401 - deployments, find: the public names
+from . import _experiments, _history, _paths, _release, _targets
+from ._deployment import Deployment, adopt
 from ._package import Package, package
 from ._progress import Progress
 from .exceptions import ConfigError
@@ -20,6 +20,15 @@ def deploy(
     port: int | None = None,
     host: str = "127.0.0.1",
     workers: int | None = None,
+    strategy: str = "replace",
+    sample: float | None = None,
+    traffic: float | None = None,
+    steps: tuple | list | None = None,
+    interval: float | None = None,
+    guardrails: dict | None = None,
+    sticky: str | None = None,
+    capture: float = 1.0,
+    capture_retention: Any = None,
     base_image: str | None = None,
     resources: dict | None = None,
     verbose: bool = True,
@@ -49,6 +58,30 @@ def deploy(
         Address the front listens on (``"0.0.0.0"`` for every interface).
     workers : int, optional
         Server worker processes per version (each loads the model); defaults to the package's setting, 1.
+    strategy : {"replace", "shadow", "canary", "ab"}
+        ``"replace"`` (the default): the new version takes all traffic. The others start it as the
+        **candidate** beside the live version, which keeps answering; end the experiment with
+        :func:`deploykit.promote` or :func:`deploykit.rollback`, and see :meth:`Deployment.compare`.
+
+        * ``"shadow"``, ``sample=1.0``: the candidate gets a copy of that fraction of the requests, sent
+          asynchronously through a bounded queue; clients only get the live version's answers.
+        * ``"canary"``, ``traffic=0.1``: the candidate answers that fraction of the requests. With
+          ``steps=(0.1, 0.25, 0.5, 1.0)`` the fraction advances every ``interval`` seconds (default 60)
+          while ``guardrails`` hold (``{"error_rate": 0.01, "p99_ms": None, "min_requests": 50}``), and the
+          candidate is promoted after the last step; if a guardrail breaks, its traffic goes to 0% at
+          once, it is stopped and the reason recorded. A candidate's 5xx or connection error is answered
+          by the live version (and still counts against the guardrails).
+        * ``"ab"``, ``traffic=0.5``, ``sticky="customer_id"``: an A/B test. A unit (that field of the
+          instance, or the ``x-deploykit-unit`` header) always gets the same variant:
+          ``sha256(f"{experiment}:{unit}") mod 10,000 < traffic × 10,000``. A sticky field the model does
+          not take is removed before the request reaches it. Without a unit, at random.
+    capture : float
+        The fraction of answered requests recorded (request id, time, version, variant, inputs, outputs)
+        in the deployment's capture database, off the request path: what :meth:`Deployment.monitor`
+        reads and outcomes join. 0 turns capture off.
+    capture_retention : str, int or dict, optional
+        How much capture to keep: a duration (``"30d"``), a row count, or ``{"max_age": "7d", "max_rows":
+        1_000_000}``; by default 30 days and at most 5 million rows.
     base_image, resources
         Docker only: the base image (see :meth:`Package.build_image`) and limits such as
         ``{"memory": "2g", "cpus": 1.5}``.
@@ -71,23 +104,50 @@ def deploy(
     """
     chosen = _targets.get(target)
     target_options, package_kwargs = _split_options(chosen, {"base_image": base_image, "resources": resources, **options})
-    chosen.check()  # fail fast, before packaging
+    settings = {"sample": sample, "traffic": traffic, "steps": steps, "interval": interval, "guardrails": guardrails,
+                "sticky": sticky}
+    _experiments.plan(strategy, name or "deployment", "0", settings)  # fail fast on a bad setting, before packaging
+    capture_settings = _capture(capture, capture_retention)
+    chosen.check()  # and when the target cannot be used
     # a profile also holds an existing Package's card to account, not only a card made now
     profile = package_kwargs.pop("profile", None) if isinstance(model_or_package, Package) else package_kwargs.get("profile")
     pkg = _resolve_package(model_or_package, name, verbose, progress, package_kwargs)
     _check_card(pkg, profile)
     name = _paths.check_name(name or pkg.name)
     started = time.perf_counter()
-    steps = Progress(f"deploy {name}", enabled=verbose, listener=progress)
+    progress_steps = Progress(f"deploy {name}", enabled=verbose, listener=progress)
     env = {"DEPLOYKIT_WORKERS": str(workers)} if workers else {}
+    plan = _experiments.plan(strategy, name, pkg.version, settings)
+    if plan["kind"] == "ab" and plan.get("sticky"):
+        plan["strip"] = plan["sticky"] not in {c["name"] for c in pkg.schema["columns"]}
     front, version = _release.release(pkg, name=name, target=chosen, port=port, host=host, env=env,
-                                      options=target_options, steps=steps)
+                                      options=target_options, steps=progress_steps, strategy=plan,
+                                      capture=capture_settings)
+    if plan["kind"] != "replace":
+        deployment = _experiments.live_deployment(name, chosen, front)
+        if verbose:
+            print(f"  {name}: v{pkg.version} runs as the {plan['kind']} candidate beside v{deployment.version} at "
+                  f"{deployment.url}; deploykit.promote({name!r}) or deploykit.rollback({name!r}) ends it")
+        return deployment
     deployment = adopt(pkg, name, chosen.name, front, version)
     _history.record(name, pkg.version, pkg.path, chosen.name)
     if verbose:
         print(f"  serving {name} v{pkg.version} at {deployment.url} ({chosen.name}, ready in "
               f"{time.perf_counter() - started:.1f} s)")
     return deployment
+
+
+def _capture(fraction: Any, retention: Any) -> dict:
+    """The capture settings for the front, checked here so a bad one fails before anything is packaged."""
+    from ._front.capture import Retention
+
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise ConfigError(f"capture={fraction!r}: give the fraction of requests to record, from 0 (off) to 1 (all)")
+    try:
+        Retention.parse(retention)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return {"fraction": float(fraction), "retention": retention}
 
 
 def _split_options(target: Any, given: dict) -> tuple[dict, dict]:

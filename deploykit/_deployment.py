@@ -92,6 +92,66 @@ class Deployment:
                     f"({card.get('profile') or 'internal'})" if card else None,
         }
 
+    @property
+    def candidate(self) -> str | None:
+        """The version of the candidate running beside the live one (a shadow, canary or A/B), or None."""
+        found = self.front.routes().get("candidate")
+        return found["version"] if found else None
+
+    def compare(self):
+        """The live version and the candidate side by side, on real traffic: a :class:`Comparison` with
+        ``to_dict()``, an HTML display with plots, and ``str()``.
+
+        For each variant: requests, errors, p50 and p99, and the distribution of its predictions; for a
+        shadow or a canary, the requests both answered, joined by request id: label agreement and score
+        differences; a canary's steps and any guardrail that broke; every action with its time and reason.
+
+        Examples
+        --------
+        >>> deploykit.deploy(pkg2, name="churn", strategy="shadow")   # doctest: +SKIP
+        >>> deploykit.deployments()[0].compare().to_dict()["paired"]  # doctest: +SKIP
+        {'requests': 412, 'rows': 412, 'agreement': 0.93, ...}
+        """
+        from ._compare import compare
+
+        return compare(self)
+
+    def monitor(self, window: Any = None):
+        """Drift and live performance of what this deployment answered, against the package's reference.
+
+        Parameters
+        ----------
+        window : int, str, tuple or dict, optional
+            The last N captured rows (``600``), a duration back from now (``"1h"``), a ``(start, end)``
+            pair of epoch seconds, or None for everything captured.
+
+        Returns
+        -------
+        MonitorReport
+            ``to_dict()`` has ``window``, ``features``, ``prediction``, ``verdict`` and ``performance``
+            (None until outcomes are logged); in a notebook it shows the distributions, drifted features first.
+
+        Examples
+        --------
+        >>> dep.monitor(600).to_dict()["verdict"]        # doctest: +SKIP
+        {'drift': False, 'status': 'ok', 'reasons': [], ...}
+        """
+        from . import _paths
+        from ._monitor import monitor
+
+        report = monitor(self.package, _paths.deployment_dir(self.name), window=window)
+        report.write_prometheus(_paths.deployment_dir(self.name))  # the front serves the gauges at /metrics
+        return report
+
+    def log_outcomes(self, request_ids: list, y_true: list) -> int:
+        """Record the true labels of answered requests, by the ``x-request-id`` each answer carried
+        (``"ID#ROW"`` addresses a row other than the first); returns how many rows were labelled.
+        ``Deployment.monitor`` then reports live performance."""
+        from . import _paths
+        from ._monitor.store import CaptureStore
+
+        return CaptureStore(_paths.deployment_dir(self.name)).log_outcomes(list(request_ids), list(y_true))
+
     def logs(self, tail: int | None = 200) -> str:
         """The last ``tail`` lines of the live version's log (all with ``tail=None``)."""
         return self.handle.logs(tail)
@@ -137,7 +197,7 @@ def adopt(pkg: Package, name: str, target: str, front: Any, handle: Any, started
     return deployment
 
 
-def _package_of(found) -> Package:
+def package_of(found) -> Package:
     """The package a running version serves; the service describes itself when its folder is not here."""
     try:
         return Package.load(found.package)
@@ -153,9 +213,12 @@ def _running(name: str | None = None) -> list:
         target = _targets.get(target_name)
         try:
             target.check()
-            found += target.running(name)
+            running = target.running(name)
         except DeployKitError:
             continue  # e.g. no Docker engine answers: nothing runs there that we could reach
+        for each in running:
+            target.tidy(each.front)  # versions the front stopped by itself (a guardrail, a canary's promotion)
+        found += running
     return found
 
 
@@ -170,7 +233,7 @@ def deployments() -> list[Deployment]:
         if found.live is None:
             continue
         seen.add(found.name)
-        adopt(_package_of(found), found.name, found.target, found.front, found.live, started=found.started)
+        adopt(package_of(found), found.name, found.target, found.front, found.live, started=found.started)
     for name in [n for n in _LIVE if n not in seen]:
         _LIVE[name]._retire()
     return sorted(_LIVE.values(), key=lambda d: d.started or "", reverse=True)
@@ -180,7 +243,7 @@ def find(name: str) -> Deployment:
     """The running deployment called ``name``, whichever process started it."""
     for found in _running(name):
         if found.live is not None:
-            return adopt(_package_of(found), found.name, found.target, found.front, found.live, started=found.started)
+            return adopt(package_of(found), found.name, found.target, found.front, found.live, started=found.started)
     names = ", ".join(d.name for d in deployments()) or "none"
     raise ConfigError(f"no running deployment named {name!r} (running: {names}); deploy it first or check the spelling")
 

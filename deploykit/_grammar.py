@@ -24,10 +24,12 @@ EXAMPLES: dict[str, tuple[list[str], list[str] | None]] = {
     "deploy": (
         ["deploykit deploy model.skops --trust --name churn --train X_train.csv y_train.csv --test X_test.parquet y_test.parquet",
          "deploykit deploy model.joblib --trust --name churn --train X_train.csv y_train.csv --sensitive age --profile internal",
-         "deploykit deploy churn --target docker          # the newest saved version of package 'churn'"],
+         "deploykit deploy churn --target docker          # the newest saved version of package 'churn'",
+         "deploykit deploy churn --strategy canary --traffic 0.1 --steps 0.1 0.5 1 --guardrails error_rate=0.01"],
         ["%deploy model --name churn --train X_train y_train --test X_test y_test",
          "%deploy model --name churn --train X_train y_train --test X_test y_test --sensitive age --card fields --profile internal",
          "%deploy pkg --target docker --base-image local/python:3.11-bookworm",
+         "%deploy new_pkg --name churn --strategy shadow",
          "%deploy --panel model --train X_train y_train --test X_test y_test   # a form instead of deploying at once"],
     ),
     "list": (["deploykit list"], ["%deploy list"]),
@@ -42,6 +44,10 @@ EXAMPLES: dict[str, tuple[list[str], list[str] | None]] = {
              ["%deploy card churn", "%deploy card churn --open"]),
     "rollback": (["deploykit rollback churn", "deploykit rollback churn --to 3"],
                  ["%deploy rollback churn", "%deploy rollback churn --to 3"]),
+    "promote": (["deploykit promote churn"], ["%deploy promote churn"]),
+    "monitor": (["deploykit monitor churn", "deploykit monitor churn --window 1h --json"],
+                ["%deploy monitor churn", "%deploy monitor churn --window 600"]),
+    "compare": (["deploykit compare churn", "deploykit compare churn --json"], ["%deploy compare churn"]),
     "stop": (["deploykit stop churn"], ["%deploy stop churn"]),
     "build": (["deploykit build churn", "deploykit build churn --version 2 --tag registry.local/churn:2"],
               ["%deploy build churn", "%deploy build pkg --tag registry.local/churn:2"]),
@@ -158,9 +164,50 @@ def _deploy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--card", metavar="FIELDS", help="model card fields (intended_use, owners, limitations, ...): "
                    "a dict variable (%%deploy); a .json/.toml file (CLI)")
     p.add_argument("--profile", choices=list(PROFILES), help="refuse to deploy while the model card has errors under this profile")
+    p.add_argument("--strategy", default="replace", choices=["replace", "shadow", "canary", "ab"],
+                   help="replace (default), or run the new version as a candidate beside the live one")
+    p.add_argument("--sample", type=float, metavar="F", help="shadow: the fraction of requests copied to the candidate (default 1)")
+    p.add_argument("--traffic", type=float, metavar="F", help="canary, ab: the fraction the candidate answers")
+    p.add_argument("--steps", type=float, nargs="+", metavar="F", help="canary: the fractions it moves through, ending at 1")
+    p.add_argument("--interval", type=float, metavar="SECONDS", help="canary: how long each step lasts (default 60)")
+    p.add_argument("--guardrails", metavar="K=V[,K=V]", type=_guardrails,
+                   help="canary: error_rate=0.01,p99_ms=250,min_requests=50")
+    p.add_argument("--sticky", metavar="FIELD", help="ab: the instance field that assigns a unit to a variant")
+    p.add_argument("--capture", type=float, default=1.0, metavar="F",
+                   help="the fraction of answered requests recorded for monitoring (default 1; 0 turns it off)")
     p.add_argument("--panel", action="store_true", help="%%deploy only: open the deploy panel widget with this model and data")
     p.add_argument("--trust", action="store_true", help="CLI: load a pickle/joblib model file (loading runs its code) "
                    "or a skops file holding types skops does not trust by default")
+
+
+def _guardrails(text: str) -> dict:
+    """``error_rate=0.01,p99_ms=250`` as a dict of numbers."""
+    out = {}
+    for part in filter(None, text.split(",")):
+        key, sep, value = part.partition("=")
+        try:
+            out[key.strip()] = float(value) if sep else None
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"guardrail {part!r} is not KEY=NUMBER") from None
+        if out[key.strip()] is None:
+            raise argparse.ArgumentTypeError(f"guardrail {part!r} is not KEY=NUMBER")
+    return out
+
+
+def _window(text: str):
+    """A monitoring window: a row count (``600``) or a duration (``1h``, ``30m``, ``7d``)."""
+    return int(text) if text.isdigit() else text
+
+
+def _monitor_arguments(p: argparse.ArgumentParser) -> None:
+    _name(p)
+    p.add_argument("--window", type=_window, metavar="W", help="the last N rows (600) or a duration (1h); default: all captured")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (CLI)")
+
+
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    _name(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON (CLI)")
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:
@@ -198,7 +245,11 @@ _COMMANDS = [
     ("predict", "predict rows with a running deployment", _predict_arguments),
     ("explain", "SHAP contributions of rows from a running deployment", _rows_arguments),
     ("card", "show the model card of a deployment or saved package", _card_arguments),
-    ("rollback", "serve the previous version again (health-gated: on failure the current one keeps serving)", _rollback_arguments),
+    ("rollback", "serve the previous version again (health-gated: on failure the current one keeps serving), "
+                 "or end a running experiment", _rollback_arguments),
+    ("promote", "make a deployment's candidate (shadow, canary, A/B) live, health-gated", _name),
+    ("compare", "compare a deployment's live version and its candidate on real traffic", _compare_arguments),
+    ("monitor", "drift and live performance of what a deployment answered", _monitor_arguments),
     ("stop", "stop a deployment", _name),
     ("build", "build a package's Docker image", _build_arguments),
     ("base-image", "build a Python base image from Debian packages (no registry needed)", _base_image_arguments),

@@ -51,6 +51,10 @@ def deploy_magic(shell, line: str):
         %deploy explain NAME DATA
         %deploy card NAME [--open] [--save DIR]
         %deploy rollback NAME [--to VERSION]
+        %deploy NEW_PKG --name NAME --strategy shadow|canary|ab [--traffic F] [--steps F ...] [--sticky FIELD]
+        %deploy promote NAME
+        %deploy compare NAME
+        %deploy monitor NAME [--window 600|1h]
         %deploy stop NAME
         %deploy build PACKAGE [--version V] [--tag TAG]
         %deploy run NOTEBOOK.ipynb [-p KEY VALUE ...] [--target local|docker] [--stop]

@@ -17,6 +17,7 @@ import traceback
 from typing import Any, Callable
 
 from . import _targets
+from ._panel_experiment import ExperimentControls
 from ._templates import read, render
 
 #: The stages the panel lays out before a deploy starts, in order (a target adds its own before "start");
@@ -238,7 +239,10 @@ class DeployPanel:
         self.explain = w.Checkbox(value=True, description="serve SHAP explanations", indent=True,
                                   layout=w.Layout(width="395px")).add_class("dk-explain")
         card_left, card_right = self._card_form(wide)
-        form = w.HBox([w.VBox([self.name, self.target, self.explain, *card_left]), w.VBox(card_right)]).add_class("dk-form")
+        self.experiment = ExperimentControls(w, wide, self._guarded)
+        self.experiment.on_change = self._on_experiment_change
+        form = w.HBox([w.VBox([self.name, self.target, self.explain, *self.experiment.fields, *card_left]),
+                       w.VBox(card_right)]).add_class("dk-form")
         self.deploy_button = w.Button(description="Deploy", button_style="primary", icon="rocket").add_class("dk-deploy")
         self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True).add_class("dk-cancel")
         self.stop_button = w.Button(description="Stop service", icon="power-off", disabled=True).add_class("dk-stop")
@@ -256,8 +260,9 @@ class DeployPanel:
         self.prediction = w.HTML().add_class("dk-prediction")
         self.chart = w.HTML().add_class("dk-chart")
         self.card_view = w.HTML().add_class("dk-card-preview")
-        self.live = w.VBox([self.endpoint, w.HBox([w.VBox([self.tryit, self.predict_button]).add_class("dk-tryit-box"),
-                                                   w.VBox([self.prediction, self.chart]).add_class("dk-result")]),
+        self.live = w.VBox([self.endpoint, self.experiment.bar,
+                            w.HBox([w.VBox([self.tryit, self.predict_button]).add_class("dk-tryit-box"),
+                                    w.VBox([self.prediction, self.chart]).add_class("dk-result")]),
                             self.card_view], layout=w.Layout(display="none")).add_class("dk-live")
         head = w.HTML(render("display/panel_head.html.j2", css=read("display/style.css") + read("display/panel.css"),
                              model=type(self.model).__name__, summary=self._data_summary())).add_class("dk-head")
@@ -320,7 +325,7 @@ class DeployPanel:
                 kwargs["card"] = {key: value for key, value in card.items() if value}
         if getattr(self, "profile", None) is not None and self.profile.value:
             kwargs["profile"] = self.profile.value
-        return kwargs
+        return {**kwargs, **self.experiment.deploy_kwargs()}
 
     # -- actions --------------------------------------------------------------------------------------
     def _guarded(self, handler: Callable[[], None]) -> Callable[[Any], None]:
@@ -476,8 +481,15 @@ class DeployPanel:
         self.tryit.children = [field.widget for field in self.inputs]
         self.prediction.value, self.chart.value = "", ""
         self.card_view.value = self._card_html(dep)
+        self.experiment.show(dep)
         self.live.layout.display = ""
         self.stop_button.disabled = False
+
+    def _on_experiment_change(self, dep: Any) -> None:
+        """After a promotion or a rollback from the panel: what is live now."""
+        self.deployment = dep
+        self.endpoint.value = render("display/panel_endpoint.html.j2", dep=dep)
+        self.status.value = render("display/panel_status.html.j2", state="live", text=f"live · {dep.name} v{dep.version}")
 
     def _tryit_inputs(self, schema: dict) -> list[_Input]:
         from ._schema import as_frame, records

@@ -9,6 +9,10 @@
     live      the front's routing table names the new version; new requests go to it
     retire    the previous version, once the front has no request in flight to it
 
+With a strategy other than replace, "live" becomes "candidate": the front's table keeps the live
+version and adds the new one as its candidate, with the strategy's settings; nothing is retired until
+the experiment is promoted or rolled back (:mod:`deploykit._experiments`).
+
 A version that fails to start, to become ready or to answer the smoke prediction is removed and the
 previous one keeps serving, untouched; the error carries the new version's last log lines. The front
 retries a request whose upstream went away on the current version, so clients see no switch.
@@ -25,31 +29,52 @@ from .exceptions import ConfigError, DeploymentError, HealthCheckError, RequestE
 
 READY_TIMEOUT = 180.0
 DRAIN_SECONDS = 30.0
+INTERNAL_TOKEN = "DEPLOYKIT_INTERNAL_TOKEN"  # lets the front ask a version it no longer routes to to exit
 # BentoML logs this and keeps its arbiter alive when a worker cannot load the service.
 _STARTUP_FAILED = "Application startup failed"
 
 
 def release(pkg: Any, *, name: str, target: Any, port: int | None, host: str, env: dict, options: dict,
-            steps: Any) -> tuple[Any, Any]:
-    """Serve ``pkg`` as the live version of deployment ``name`` on ``target``; return (front, version)."""
+            steps: Any, strategy: dict | None = None, capture: dict | None = None) -> tuple[Any, Any]:
+    """Serve ``pkg`` on deployment ``name`` of ``target``; return (front, the new version).
+
+    With the default strategy (``{"kind": "replace"}``) the new version becomes live and the previous one
+    is retired. With another (shadow, canary, A/B) it becomes the candidate beside the live version, and
+    the front shares the traffic as the strategy says until the experiment is promoted or rolled back.
+    """
+    strategy = strategy or {"kind": "replace"}
     prepared = target.prepare(pkg, options, steps)
     front = target.front(name)
     made_front = front is None
     if made_front:
+        if strategy["kind"] != "replace":
+            raise ConfigError(f"{name} serves nothing yet, so a {strategy['kind']} has no live version to run beside; "
+                              "deploy it first (strategy='replace')")
         with steps.stage("front", f"a front on a stable address ({target.name})"):
             front = target.create_front(name, port=port, host=host, options=options)
     else:
         _check_address(front, port, name)
-    previous = live_version(target, front)
+    if capture is not None:
+        front.call("PUT", "capture", capture)
+    routes = front.routes()
+    previous = live_version(target, front, routes)
+    if strategy["kind"] != "replace":
+        _check_experiment(name, routes, previous, strategy)
     try:
         with steps.stage("start", target.name):
-            version = target.start(front, pkg, env=env, prepared=prepared, options=options)
+            version = target.start(front, pkg, env={**env, INTERNAL_TOKEN: front.token}, prepared=prepared,
+                                   options=options)
         try:
             with steps.stage("healthy", "/readyz and a smoke prediction"):
                 wait_ready(version, name, pkg.version, listener=steps.emit)
                 smoke(version, name, pkg)
-            with steps.stage("live", "routing traffic to the new version"):
-                route(front, version)
+            if strategy["kind"] == "replace":
+                with steps.stage("live", "routing traffic to the new version"):
+                    route(front, version)
+            else:
+                with steps.stage("candidate", f"{strategy['kind']} beside v{previous.version}"):
+                    route(front, previous, candidate=version, strategy=strategy,
+                          event={"action": "start", "reason": _describe(strategy, previous, version)})
         except BaseException:
             _discard(target, front, version)
             raise
@@ -57,22 +82,49 @@ def release(pkg: Any, *, name: str, target: Any, port: int | None, host: str, en
         if made_front:
             target.remove(name)
         raise
-    if previous is not None and previous.instance != version.instance:
+    if strategy["kind"] == "replace" and previous is not None and previous.instance != version.instance:
         with steps.stage("retire", f"v{previous.version} once its requests are answered"):
             target.retire(front, previous, drain=DRAIN_SECONDS)
     return front, version
 
 
-def route(front: Any, live: Any) -> None:
-    """Give ``live`` all of the deployment's traffic."""
-    variant = {"version": str(live.version), "upstreams": [live.upstream], "instance": live.instance}
-    front.set_routes({"format": ROUTES_FORMAT, "name": front.name, "live": variant, "candidate": None,
-                      "strategy": {"kind": "replace"}})
+def route(front: Any, live: Any, *, candidate: Any = None, strategy: dict | None = None, event: dict | None = None) -> None:
+    """Give ``live`` the deployment's traffic, and ``candidate`` what ``strategy`` says."""
+    def variant(version: Any) -> dict:
+        return {"version": str(version.version), "upstreams": [version.upstream], "instance": version.instance}
+
+    table = {"format": ROUTES_FORMAT, "name": front.name, "live": variant(live),
+             "candidate": variant(candidate) if candidate is not None else None,
+             "strategy": strategy or {"kind": "replace"}}
+    if event:
+        table["event"] = event
+    front.set_routes(table)
 
 
-def live_version(target: Any, front: Any) -> Any:
+def _check_experiment(name: str, routes: dict, previous: Any, strategy: dict) -> None:
+    if previous is None:
+        raise ConfigError(f"{name} has no live version for a {strategy['kind']} to run beside; deploy one first")
+    running = routes.get("candidate")
+    if running:
+        raise ConfigError(f"{name} already runs an experiment ({routes['strategy']['kind']} of v{running['version']} "
+                          f"beside v{previous.version}); end it first: deploykit.promote({name!r}) or "
+                          f"deploykit.rollback({name!r})")
+
+
+def _describe(strategy: dict, live: Any, candidate: Any) -> str:
+    kind = strategy["kind"]
+    if kind == "shadow":
+        return f"shadow: v{candidate.version} gets a copy of {strategy['sample']:.0%} of the requests v{live.version} answers"
+    if kind == "canary":
+        steps = f", steps {strategy['steps']} every {strategy['interval']:g} s" if strategy.get("steps") else ""
+        return f"canary: v{candidate.version} answers {strategy['traffic']:.0%} of the requests{steps}; guardrails {strategy['guardrails']}"
+    return (f"A/B: v{candidate.version} answers {strategy['traffic']:.0%} of the units"
+            + (f" (sticky on {strategy['sticky']!r})" if strategy.get("sticky") else ""))
+
+
+def live_version(target: Any, front: Any, routes: dict | None = None) -> Any:
     """The version the front routes to now, or None."""
-    instance = (front.routes().get("live") or {}).get("instance")
+    instance = ((routes or front.routes()).get("live") or {}).get("instance")
     return target.version(front, instance) if instance else None
 
 

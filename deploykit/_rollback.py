@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import _history, _store
+from . import _experiments, _history, _store
 from ._deploy import deploy
 from ._deployment import find
 from ._package import Package
@@ -18,7 +18,9 @@ from .exceptions import ConfigError
 
 
 def rollback(name: str, *, to: str | int | None = None, verbose: bool = True):
-    """Serve the release before the current one of deployment ``name`` again (or version ``to``).
+    """Serve the release before the current one of deployment ``name`` again (or version ``to``); or,
+    while a candidate runs beside the live version (a shadow, canary or A/B test), end that experiment:
+    the candidate is stopped and removed, and the live version keeps serving.
 
     The earlier version is redeployed on the same target with :func:`deploykit.deploy`'s health-gated
     replacement: if it fails to start, to become ready, or to answer a smoke prediction, the current
@@ -49,6 +51,14 @@ def rollback(name: str, *, to: str | int | None = None, verbose: bool = True):
     >>> deploykit.rollback("churn", to=3)      # doctest: +SKIP
     """
     current = find(name)
+    if _experiments.has_candidate(current):
+        if to is not None:
+            raise ConfigError(f"{name} runs an experiment: `deploykit rollback {name}` ends it first, then roll back "
+                              "to a version")
+        if verbose:
+            print(f"ending the experiment of {name}: the candidate v{current.candidate} is removed, v{current.version} "
+                  "keeps serving")
+        return _experiments.end(current, "rolled back with deploykit.rollback")
     stack = _aligned(_history.releases(name), current)
     chosen, keep = _choose(stack, current, to) if to is not None else _previous(stack, current)
     if not (Path(chosen["package"]) / "model").is_dir():

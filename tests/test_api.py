@@ -29,6 +29,7 @@ PUBLIC = [
     "deployments",
     "load_ipython_extension",
     "package",
+    "promote",
     "rollback",
 ]
 

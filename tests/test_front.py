@@ -216,7 +216,7 @@ def test_metrics_and_the_routing_table_survive_a_restart(front, upstreams, tmp_p
 
 def test_routing_table_validation_and_metrics_rendering():
     routes = Routes.from_dict(_table("1", "http://h:1"))
-    assert routes.choose()[0] == "live" and routes.upstreams() == {"http://h:1"}
+    assert routes.live.version == "1" and routes.upstreams() == {"http://h:1"}
     for bad, message in ((_table("1", "h:1"), "not http://HOST:PORT"), ({**_table("1", "http://h:1"), "format": 9}, "format"),
                          ({**_table("1", "http://h:1"), "strategy": {"kind": "mystery"}}, "strategy 'mystery'"),
                          ({"format": 1, "live": {"upstreams": []}}, "live must be")):

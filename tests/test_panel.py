@@ -86,6 +86,12 @@ def test_form_becomes_deploy_arguments(panel):
     assert kwargs["name"] == "churn-form" and kwargs["target"] == "docker" and kwargs["explain"] is False
     assert {"X_train", "y_train", "X_test", "y_test"} <= set(kwargs)
     assert "card" not in kwargs and "profile" not in kwargs and "sensitive_features" not in kwargs
+    assert "strategy" not in kwargs  # replace, the default
+    p.experiment.strategy.value, p.experiment.traffic.value = "canary", 0.25
+    assert (p.deploy_kwargs()["strategy"], p.deploy_kwargs()["traffic"]) == ("canary", 0.25)
+    p.experiment.strategy.value = "shadow"
+    assert p.deploy_kwargs()["strategy"] == "shadow" and "traffic" not in p.deploy_kwargs()
+    p.experiment.strategy.value = "replace"
     if hasattr(p, "intended_use"):  # the card keywords exist in deploykit.package
         p.sensitive.value = ("age",)
         p.intended_use.value = "rank customers for retention offers\n\nnot for pricing"
@@ -205,6 +211,31 @@ def test_deploy_predict_and_stop_from_the_panel(panel, churn, churn_model):
 
     p.stop_button.click()
     assert dep.stopped and dep.health()["live"] is False and 'data-state="stopped"' in p.status.value
+
+
+@pytest.mark.serve
+def test_shadow_compare_and_promote_from_the_panel(panel):
+    p = panel("panel-shadow")
+    p.deploy_button.click()
+    assert p.wait(TIMEOUT) and p.error is None, p.error_box.value
+    first = p.deployment
+    assert p.experiment.bar.layout.display == "none"  # no candidate: nothing to compare
+    p.experiment.strategy.value = "shadow"
+    p.deploy_button.click()
+    assert p.wait(TIMEOUT) and p.error is None, p.error_box.value
+    dep = p.deployment
+    assert dep.url == first.url and dep.candidate is not None and p.experiment.bar.layout.display != "none"
+    rows = p.X_test.iloc[:3]
+    for _ in range(20):
+        dep.predict(rows)
+    p.experiment.compare_button.click()
+    assert p.error is None, p.error_box.value
+    assert "shadow experiment" in p.experiment.view.value and "agreement" in p.experiment.view.value
+    candidate = dep.candidate
+    p.experiment.promote_button.click()
+    assert p.error is None, p.error_box.value
+    assert p.deployment.version == candidate and p.deployment.candidate is None
+    assert p.experiment.bar.layout.display == "none" and f"v{candidate}" in p.status.value
 
 
 @pytest.mark.serve

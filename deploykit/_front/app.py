@@ -18,9 +18,12 @@ import os
 import time
 from urllib.parse import urlsplit
 
+from .capture import CaptureWriter, parse_outcomes_body
+from .experiment import Experiment
 from .metrics import Metrics, endpoint_label
 from .routes import Routes, RoutesError, Variant
 from .server import Request, Response, error_response
+from .strategy import decide
 from .upstream import Pool, UpstreamTimeout, UpstreamUnavailable, request_bytes
 
 ADMIN_PREFIX = "/_deploykit/"
@@ -28,6 +31,11 @@ ADMIN_HEADER = b"x-deploykit-admin"
 MAX_BODY = 64 * 1024 * 1024  # the versions enforce their own, smaller limits; this one protects the front
 RETRIES = 5
 TIMEOUT = 120.0
+MIRROR_QUEUE = 256  # copies waiting for a shadow; beyond this they are dropped (and counted), never waited for
+MIRROR_WORKERS = 4
+MIRROR_TIMEOUT = 10.0
+CONTROL_SECONDS = 0.25  # how often a canary's guardrails and steps are checked (and after each candidate failure)
+INTERNAL_HEADER = b"x-deploykit-internal"
 # Hop-by-hop headers, and those the front sets itself.
 _DROP_REQUEST = frozenset({b"connection", b"keep-alive", b"proxy-authorization", b"proxy-connection", b"te",
                            b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length", b"expect",
@@ -59,7 +67,13 @@ class Front:
         self.pools: dict[str, Pool] = {}
         self.inflight: dict[str, int] = {}
         self.metrics = Metrics(name)
+        self.metrics.help["deploykit_mirror_dropped_total"] = "Copies for a shadow dropped because its queue was full."
+        self.metrics.help["deploykit_capture_dropped_total"] = "Answered requests not captured although sampled."
+        self.experiment = Experiment(state_dir)
+        self.capture = CaptureWriter(state_dir, name, **self._capture_settings())
+        self.mirrors: asyncio.Queue | None = None
         self.started = time.time()
+        self._tasks: list[asyncio.Task] = []
 
     # -- routing table ---------------------------------------------------------------------------------
     def _routes_path(self) -> str:
@@ -72,6 +86,12 @@ class Front:
         except (FileNotFoundError, ValueError):
             return Routes.empty(self.name)
 
+    def start_background(self) -> None:
+        """The tasks that serve a strategy: copies for a shadow, and the canary's control loop."""
+        self.mirrors = asyncio.Queue(MIRROR_QUEUE)
+        self._tasks = [asyncio.ensure_future(self._mirror_worker()) for _ in range(MIRROR_WORKERS)]
+        self._tasks.append(asyncio.ensure_future(self._control()))
+
     def set_routes(self, routes: Routes) -> None:
         routes.generation = self.routes.generation + 1
         scratch = self._routes_path() + ".new"
@@ -81,6 +101,43 @@ class Front:
         self.routes = routes
         if self.supervisor is not None:
             self.supervisor.routed(routes.upstreams())
+
+    # -- capture ----------------------------------------------------------------------------------------
+    def _capture_path(self) -> str:
+        return os.path.join(self.state_dir, "capture.json")
+
+    def _capture_settings(self) -> dict:
+        """The capture settings deploy() last gave (``capture=``, ``capture_retention=``); by default every
+        request, kept 30 days or 5M rows."""
+        try:
+            with open(self._capture_path()) as handle:
+                return json.load(handle)
+        except (OSError, ValueError):
+            return {"fraction": 1.0, "retention": None}
+
+    def set_capture(self, fraction: float, retention) -> dict:
+        settings = {"fraction": float(fraction), "retention": retention}
+        replacement = CaptureWriter(self.state_dir, self.name, **settings)  # raises on a bad setting, before anything changes
+        previous, self.capture = self.capture, replacement
+        previous.close()
+        scratch = self._capture_path() + ".new"
+        with open(scratch, "w") as handle:
+            json.dump(settings, handle)
+        os.replace(scratch, self._capture_path())
+        return settings
+
+    def _outcomes(self, request: Request) -> Response:
+        """``POST /outcomes``: known labels, joined to captured predictions by request id."""
+        if self.capture.fraction == 0:
+            return error_response(409, f"capture is off for {self.name}, so outcomes have no predictions to join; "
+                                       "deploy with capture > 0")
+        try:
+            triples = parse_outcomes_body(request.body)
+        except ValueError as exc:
+            return error_response(400, str(exc))
+        if not self.capture.record_outcomes(triples):
+            return error_response(503, "the capture queue is full; send the outcomes again shortly", [(b"retry-after", b"1")])
+        return Response(200, json.dumps({"accepted": len(triples)}).encode(), [_JSON])
 
     def pool(self, url: str) -> Pool:
         pool = self.pools.get(url)
@@ -107,19 +164,22 @@ class Front:
         if path.startswith(ADMIN_PREFIX):
             return await self._admin(request)
         if path == "/metrics" and request.method == "GET":
+            self.metrics.counters[("deploykit_capture_dropped_total", ())] = self.capture.dropped
             return Response(200, self.metrics.render(self._monitor_series()),
                             [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")])
+        if path == "/outcomes" and request.method == "POST":
+            return self._outcomes(request)
         return await self._forward(request)
 
     async def _forward(self, request: Request) -> Response:
-        started = time.perf_counter()
+        arrived, started = time.time(), time.perf_counter()
         request_id = _request_id(request)
         forwarded = [(k, v) for k, v in request.headers if k not in _DROP_REQUEST]
         forwarded.append((b"x-request-id", request_id))
-        method = "GET" if request.method == "HEAD" else request.method  # a HEAD answer has no body to parse
+        call = (("GET" if request.method == "HEAD" else request.method), request.target, forwarded, request.body)
         variant, version = "live", self._live_version()
         try:
-            variant, version, answer = await self._send(method, request.target, forwarded, request.body)
+            variant, version, answer = await self._send(request, call, request_id)
         except UpstreamTimeout:
             response = error_response(504, f"the model service did not answer within {TIMEOUT:.0f} s")
         except NoVersion:
@@ -131,36 +191,166 @@ class Front:
             headers += [(b"x-deploykit-version", version.encode()), (b"x-deploykit-variant", variant.encode())]
             response = Response(answer.status, answer.body, headers)
         response.headers.append((b"x-request-id", request_id))
-        self.metrics.observe(version, variant, endpoint_label(request.path), response.status,
-                             time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.observe(version, variant, endpoint_label(request.path), response.status, seconds)
+        if self.routes.candidate is not None:
+            self.experiment.tally.add(variant, seconds, response.status >= 500)
+            self.experiment.keep(request_id, variant, False, request.path, response.status, response.body)
+        self.capture.record(request_id.decode(), arrived, version, variant, request.path, response.status, request.body,
+                            response.body)
         return response
 
     def _live_version(self) -> str:
         return self.routes.live.version if self.routes.live else "none"
 
-    async def _send(self, method: str, target: bytes, headers: list, body: bytes):
-        """(variant, version, answer) from the table's choice; an unreachable upstream is retried on the
+    async def _send(self, request: Request, call: tuple, request_id: bytes):
+        """(variant, version, answer): from whom the strategy chooses, a copy to whom it mirrors. A
+        candidate that fails (5xx, or no answer) is counted against its guardrails and the request is
+        answered by the live version instead; an unreachable live upstream is retried on the table's
         current live version, which may have changed meanwhile (a release in progress)."""
-        for attempt in range(RETRIES):
-            chosen = self.routes.choose() if attempt == 0 else (("live", self.routes.live) if self.routes.live else None)
-            if chosen is None:
-                raise NoVersion()
-            variant, chosen_variant = chosen
+        decision = decide(self.routes, request.headers, request.body)
+        if decision is None:
+            raise NoVersion()
+        if decision.body is not None:
+            call = (call[0], call[1], call[2], decision.body)
+        if decision.mirror is not None:
+            self._mirror("candidate" if decision.variant == "live" else "live", decision.mirror, call, request_id)
+        if decision.variant == "candidate":
+            started = time.perf_counter()
             try:
-                return variant, chosen_variant.version, await self._exchange(chosen_variant, method, target, headers, body)
+                answer = await self._exchange(decision.answer, *call)
+                if answer.status < 500:
+                    return "candidate", decision.answer.version, answer
+            except (UpstreamUnavailable, UpstreamTimeout, ConnectionError):
+                pass
+            self.experiment.tally.add("candidate", time.perf_counter() - started, True)
+            self._guard()
+        for attempt in range(RETRIES):
+            live = self.routes.live
+            if live is None:
+                raise NoVersion()
+            try:
+                return "live", live.version, await self._exchange(live, *call)
             except UpstreamUnavailable:
                 if attempt == RETRIES - 1:
                     raise
                 await asyncio.sleep(0.02 * (attempt + 1))
         raise NoVersion()  # pragma: no cover - the loop returns or raises
 
-    async def _exchange(self, variant: Variant, method: str, target: bytes, headers: list, body: bytes):
+    # -- mirroring ---------------------------------------------------------------------------------------
+    def _mirror(self, role: str, variant: Variant, call: tuple, request_id: bytes) -> None:
+        """Queue a copy of the request for ``variant``; a full queue drops it (counted), never waits."""
+        if self.mirrors is None or self.mirrors.full():
+            self.experiment.tally.mirror_dropped += 1
+            self.metrics.inc("deploykit_mirror_dropped_total")
+            return
+        self.mirrors.put_nowait((role, variant, call, request_id))
+
+    async def _mirror_worker(self) -> None:
+        while True:
+            role, variant, call, request_id = await self.mirrors.get()
+            path = call[1].split(b"?")[0].decode("latin-1")
+            started = time.perf_counter()
+            body = b""
+            try:
+                answer = await self._exchange(variant, *call, timeout=MIRROR_TIMEOUT)
+                status, body = answer.status, answer.body
+            except (UpstreamUnavailable, UpstreamTimeout, ConnectionError):
+                status = 502
+            except Exception:  # noqa: BLE001 - a copy must never take the worker down
+                status = 500
+            seconds = time.perf_counter() - started
+            self.experiment.tally.add(role, seconds, status >= 500, mirrored=True)
+            self.experiment.keep(request_id, role, True, path, status, body)
+            self.metrics.observe(variant.version, role, endpoint_label(path), status, seconds)
+
+    # -- the canary's control loop ------------------------------------------------------------------------
+    async def _control(self) -> None:
+        while True:
+            await asyncio.sleep(CONTROL_SECONDS)
+            strategy = self.routes.strategy
+            if self.routes.candidate is None or strategy.get("kind") != "canary" or strategy.get("state") != "running":
+                continue
+            if self._guard():
+                continue
+            step = self.experiment.next_step(strategy, time.time())
+            if step is None:
+                continue
+            if step > 1.0:
+                await self.promote(f"the last step (100% for {strategy['interval']:g} s) held its guardrails")
+            else:
+                self._set_traffic(step, strategy["step"] + 1)
+
+    def _guard(self) -> bool:
+        """Take a canary whose guardrails broke off at once; True if it did."""
+        strategy = self.routes.strategy
+        if strategy.get("kind") != "canary" or strategy.get("state") != "running" or self.routes.candidate is None:
+            return False
+        reason = self.experiment.broken(strategy)
+        if reason is None:
+            return False
+        candidate = self.routes.candidate
+        self.set_routes(Routes(self.name, live=self.routes.live, candidate=None,
+                               strategy={**strategy, "traffic": 0.0, "state": "rolled back"}))
+        self.experiment.record("guardrail", reason, version=candidate.version, traffic=0.0)
+        asyncio.ensure_future(self.stop_version(candidate))
+        return True
+
+    def _set_traffic(self, traffic: float, step: int) -> None:
+        strategy = {**self.routes.strategy, "traffic": traffic, "step": step, "step_started": time.time()}
+        self.set_routes(Routes(self.name, live=self.routes.live, candidate=self.routes.candidate, strategy=strategy))
+        self.experiment.record("step", f"the guardrails held for {strategy['interval']:g} s", traffic=traffic, step=step,
+                               version=self.routes.candidate.version)
+
+    async def promote(self, reason: str) -> dict:
+        """The candidate becomes live; the old live version is retired once its requests are answered."""
+        candidate, old = self.routes.candidate, self.routes.live
+        if candidate is None:
+            raise ValueError("there is no candidate to promote")
+        self.set_routes(Routes(self.name, live=candidate, candidate=None, strategy={"kind": "replace"}))
+        self.experiment.record("promote", reason, version=candidate.version, previous=old.version if old else None)
+        if old is not None and old.instance != candidate.instance:
+            for url in old.upstreams:
+                await self.drain(url, 30.0)
+            await self.stop_version(old)
+        return self.status()
+
+    async def end(self, reason: str) -> dict:
+        """End the experiment: the candidate is removed, live keeps serving everything."""
+        candidate = self.routes.candidate
+        if candidate is None:
+            raise ValueError("there is no candidate: no experiment runs")
+        strategy = self.routes.strategy
+        self.set_routes(Routes(self.name, live=self.routes.live, candidate=None,
+                               strategy={**strategy, "state": "rolled back"} if strategy.get("kind") == "canary" else strategy))
+        self.experiment.record("rollback", reason, version=candidate.version)
+        for url in candidate.upstreams:
+            await self.drain(url, 30.0)
+        await self.stop_version(candidate)
+        return self.status()
+
+    async def stop_version(self, variant: Variant) -> None:
+        """Stop a version that has no traffic: the supervisor's child, or the version itself is asked to exit."""
+        if self.supervisor is not None:
+            await self.supervisor.stop(variant.instance)
+            return
+        for url in variant.upstreams:
+            pool = self.pool(url)
+            data = request_bytes("POST", b"/_deploykit/shutdown", [(INTERNAL_HEADER, self._token)], b"",
+                                 f"{pool.host}:{pool.port}".encode())
+            try:
+                await pool.request(data, 10.0)
+            except (UpstreamUnavailable, UpstreamTimeout, ConnectionError):
+                pass  # already gone
+
+    async def _exchange(self, variant: Variant, method: str, target: bytes, headers: list, body: bytes,
+                        timeout: float = TIMEOUT):
         url = variant.next_upstream()
         pool = self.pool(url)
         data = request_bytes(method, target, headers, body, f"{pool.host}:{pool.port}".encode())
         self.inflight[url] = self.inflight.get(url, 0) + 1
         try:
-            return await pool.request(data, TIMEOUT)
+            return await pool.request(data, timeout)
         finally:
             self.inflight[url] -= 1
 
@@ -191,8 +381,23 @@ class Front:
             return 200, self.status()
         if (method, what) == ("PUT", "routes"):
             routes = Routes.from_dict(payload)
+            starts = routes.candidate is not None and (self.routes.candidate is None
+                                                       or routes.candidate.instance != self.routes.candidate.instance)
+            if starts:
+                self.experiment.restart()
+                routes.strategy = {**routes.strategy, "started": time.time(), "step_started": time.time()}
             self.set_routes(routes)
+            if payload.get("event"):
+                self.experiment.record(**payload["event"])
             return 200, self.status()
+        if (method, what) == ("PUT", "capture"):
+            return 200, self.set_capture(payload.get("fraction", 1.0), payload.get("retention"))
+        if (method, what) == ("GET", "experiment"):
+            return 200, self.experiment.report(self.routes)
+        if (method, what) == ("POST", "promote"):
+            return 200, await self.promote(str(payload.get("reason", "promoted by the control plane")))
+        if (method, what) == ("POST", "end"):
+            return 200, await self.end(str(payload.get("reason", "rolled back by the control plane")))
         if (method, what) == ("POST", "drain"):
             drained = await self.drain(str(payload["upstream"]), float(payload.get("timeout", 30)))
             return 200, {"drained": drained, "inflight": self.inflight.get(str(payload["upstream"]), 0)}
@@ -212,3 +417,4 @@ class Front:
     def close(self) -> None:
         for pool in self.pools.values():
             pool.close()
+        self.capture.close()

@@ -7,10 +7,10 @@ The control plane (``deploykit._release``) sends the front a table like::
      "candidate": null,
      "strategy": {"kind": "replace"}}
 
-``live`` answers every request. ``candidate`` and ``strategy`` are where a release strategy (shadow,
-canary, A/B) describes how a second version shares the traffic; the front interprets the table, the
-release steps only change it. Each variant may list several upstreams (workers or replicas), used in
-turn. ``generation`` grows with every change, so a status read tells which table is in force.
+``live`` answers every request unless ``strategy`` gives ``candidate`` a share of them, or copies
+(shadow, canary, A/B: :mod:`.strategy`); the front interprets the table, the release steps only change
+it. Each variant may list several upstreams (workers or replicas), used in turn. ``generation`` grows
+with every change, so a status read tells which table is in force.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import itertools
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from .strategy import StrategyError, normalise
+
 FORMAT = 1
-KINDS = ("replace",)
 
 
 class RoutesError(ValueError):
@@ -80,11 +81,12 @@ class Routes:
     def from_dict(cls, data: dict) -> Routes:
         if not isinstance(data, dict) or data.get("format", FORMAT) != FORMAT:
             raise RoutesError(f"a routing table is an object with format {FORMAT}")
-        strategy = data.get("strategy") or {"kind": "replace"}
-        if strategy.get("kind") not in KINDS:
-            raise RoutesError(f"strategy {strategy.get('kind')!r} is not one of {', '.join(KINDS)}")
+        try:
+            strategy = normalise(data.get("strategy") or {"kind": "replace"})
+        except StrategyError as exc:
+            raise RoutesError(str(exc)) from None
         return cls(name=str(data.get("name", "")), live=Variant.from_dict(data.get("live"), "live"),
-                   candidate=Variant.from_dict(data.get("candidate"), "candidate"), strategy=dict(strategy),
+                   candidate=Variant.from_dict(data.get("candidate"), "candidate"), strategy=strategy,
                    generation=int(data.get("generation", 0)))
 
     def to_dict(self) -> dict:
@@ -94,9 +96,3 @@ class Routes:
 
     def upstreams(self) -> set[str]:
         return {u for v in (self.live, self.candidate) if v for u in v.upstreams}
-
-    def choose(self) -> tuple[str, Variant] | None:
-        """The variant that answers the next request, and the upstream to send it to."""
-        if self.live is None:
-            return None
-        return "live", self.live

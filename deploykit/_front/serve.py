@@ -37,6 +37,7 @@ async def run(options: argparse.Namespace, token: str) -> int:
         _log(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}")
         return 2
     _log(f"{options.name} listening on {options.host}:{options.port}")
+    front.start_background()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

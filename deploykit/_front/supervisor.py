@@ -156,5 +156,11 @@ class Supervisor:
                       f"({len(child.restarts)} of {MAX_RESTARTS} in {RESTART_WINDOW:.0f} s)", flush=True)
                 child.start()
 
+    async def stop(self, instance: str) -> None:
+        """Stop a version (a candidate that failed its guardrails, a live version replaced by the front)."""
+        child = self.children.pop(instance, None)
+        if child is not None:
+            await child.stop()
+
     async def stop_all(self) -> None:
         await asyncio.gather(*(child.stop() for child in self.children.values()))

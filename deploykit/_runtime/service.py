@@ -207,6 +207,22 @@ async def card_json() -> Response:
     return _card(ModelRuntime.card_json, "application/json")
 
 
+@app.post("/_deploykit/shutdown", include_in_schema=False)
+async def shutdown(request: Request) -> Response:
+    """The deployment's front asks a version it no longer routes to (a failed canary, a replaced live
+    version) to exit, where it cannot stop the process itself (a container). Needs the deployment's token."""
+    import hmac
+    import signal
+
+    token = os.environ.get("DEPLOYKIT_INTERNAL_TOKEN", "")
+    given = request.headers.get("x-deploykit-internal", "")
+    if not token or not hmac.compare_digest(given.encode(), token.encode()):
+        return _error(404, f"no route {request.url.path}")
+    # the server's arbiter is this worker's parent: its graceful stop ends every worker, and the container
+    asyncio.get_running_loop().call_later(0.2, os.kill, os.getppid(), signal.SIGTERM)
+    return _json({"stopping": True})
+
+
 @bentoml.service(
     name=MANIFEST.service_name,
     workers=int(os.environ.get("DEPLOYKIT_WORKERS") or MANIFEST.serving.workers),

@@ -79,6 +79,10 @@ class Target(Protocol):
     def retire(self, front: FrontClient, version: Version, *, drain: float) -> None:
         """Wait until the front has no request in flight to ``version`` (at most ``drain`` s), then stop it."""
 
+    def tidy(self, front: FrontClient) -> None:
+        """Remove what is left of versions the front stopped by itself (after a guardrail broke, or a canary
+        promoted its candidate)."""
+
     def remove(self, name: str) -> None:
         """Stop every version and the front of deployment ``name``."""
 

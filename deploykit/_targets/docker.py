@@ -197,6 +197,15 @@ class DockerTarget:
         finally:
             _remove(version.container)
 
+    def tidy(self, front: FrontClient) -> None:
+        """Remove the containers of versions the front stopped by itself (a candidate whose guardrail broke,
+        a live version a canary replaced): no longer routed to, and exited."""
+        routes = front.routes()
+        routed = {(routes.get(role) or {}).get("instance") for role in ("live", "candidate")}
+        for container in _find(front.name, "model"):
+            if container.name not in routed and container.status in ("exited", "dead"):
+                _remove(container)
+
     # -- the deployment ------------------------------------------------------------------------------------
     def remove(self, name: str) -> None:
         for role in ("front", "model"):

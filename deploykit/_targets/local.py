@@ -178,6 +178,9 @@ class LocalTarget:
         front.drain(version.upstream, drain)
         front.call("DELETE", f"versions/{version.instance}", {"timeout": 15}, timeout=30)
 
+    def tidy(self, front: FrontClient) -> None:
+        """Nothing to do: the front's supervisor removes the versions it stops."""
+
     # -- the deployment ------------------------------------------------------------------------------------
     def remove(self, name: str) -> None:
         front = self.front(name)

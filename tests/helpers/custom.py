@@ -29,3 +29,31 @@ class CoinFlip(BaseEstimator, ClassifierMixin):
 
     def predict(self, X):
         return self.classes_[(self.predict_proba(X)[:, 1] > 0.5).astype(int)]
+
+
+class FailsAbove(BaseEstimator, ClassifierMixin):
+    """A forest that raises on rows whose ``column`` exceeds ``limit``: a candidate that errors on some traffic."""
+
+    def __init__(self, column: str = "age", limit: float = 70):
+        self.column, self.limit = column, limit
+
+    def fit(self, X, y):
+        from sklearn.ensemble import RandomForestClassifier
+
+        self.forest_ = RandomForestClassifier(n_estimators=8, max_depth=4, random_state=0).fit(X, y)
+        self.classes_ = self.forest_.classes_
+        self.feature_names_in_ = self.forest_.feature_names_in_
+        self.n_features_in_ = self.forest_.n_features_in_
+        return self
+
+    def _check(self, X):
+        if (X[self.column] > self.limit).any():
+            raise ValueError(f"{self.column} above {self.limit}: this model cannot score it")
+
+    def predict_proba(self, X):
+        self._check(X)
+        return self.forest_.predict_proba(X)
+
+    def predict(self, X):
+        self._check(X)
+        return self.forest_.predict(X)
