@@ -4,6 +4,7 @@
 
     python benchmarks/bench_front.py                  # about 3 minutes; prints a Markdown report
     python benchmarks/bench_front.py --workers 2      # versions with two server workers
+    python benchmarks/bench_front.py --shadow         # the cost of a shadow on the live path (issue 10)
 
 The model is the serving benchmark's RandomForest (100 trees, 20 features; ``bench_serving_models``),
 packaged with deploykit's defaults and deployed on the local target. Each measurement alternates
@@ -12,6 +13,12 @@ the ratio of the means is reported. Load is 1-row ``/predict`` from wrk (``bench
 front's own CPU per request is read from /proc around the c=16 runs through it.
 
 Budget (issue 9): at most 10% less 1-row c=16 throughput, at most 0.3 ms more c=1 p50.
+
+``--shadow`` measures the live version's 1-row c=16 p50 through the front with no candidate, and with a
+shadow that is stopped (nothing listens), failing (every answer a 500) or slow (500 ms an answer),
+each alternated with the no-shadow case; and with a real second version as the shadow, which competes
+with the live one for the same two cores. Budget (issue 10): a slow, failing or stopped shadow adds at
+most 1 ms to the live p50 at c=16.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import bench_serving_models as models  # noqa: E402
 
 THROUGHPUT_BUDGET = 0.10
 LATENCY_BUDGET_MS = 0.3
+SHADOW_BUDGET_MS = 1.0
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -65,6 +73,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8, help="length of each load run")
     parser.add_argument("--rounds", type=int, default=2, help="ABBA rounds per measurement")
     parser.add_argument("--workers", type=int, default=1, help="server workers of the version")
+    parser.add_argument("--shadow", action="store_true", help="measure a shadow's cost on the live path instead")
     options = parser.parse_args()
     home = tempfile.mkdtemp(prefix="bench-front-")
     os.environ.update(DEPLOYKIT_HOME=f"{home}/deploykit", BENTOML_HOME=f"{home}/bentoml", BENTOML_DO_NOT_TRACK="true")
@@ -73,6 +82,12 @@ def main() -> None:
     fitted = models.fit("rf", models.make_data())
     dep = deploykit.deploy(fitted.model, name="bench-front", X_train=fitted.X_train, y_train=fitted.y_train,
                            X_test=fitted.X_test, y_test=fitted.y_test, workers=options.workers, verbose=False)
+    if options.shadow:
+        try:
+            shadow_report(dep, fitted, options)
+        finally:
+            dep.stop()
+        return
     try:
         body = fitted.body("records", 1)
         direct, front = dep.handle.direct_url, dep.url
@@ -107,3 +122,94 @@ def report(c16: dict, c1: dict, options, compiled: bool) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- the cost of a shadow (issue 10) ---------------------------------------------------------------------
+def _candidate_server(kind: str) -> tuple[str, object]:
+    """An upstream that fails fast (``failing``), answers after 500 ms (``slow``), or a port nothing
+    listens on (``stopped``); returns its URL and a handle to stop it."""
+    import asyncio
+    import threading
+
+    from deploykit._targets.local import free_port
+
+    port = free_port()
+    if kind == "stopped":
+        return f"http://127.0.0.1:{port}", None
+    status, delay = (b"500 Internal Server Error", 0.0) if kind == "failing" else (b"200 OK", 0.5)
+    loop = asyncio.new_event_loop()
+
+    async def answer(reader, writer) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length")), 0)
+                await reader.readexactly(length)
+                await asyncio.sleep(delay)
+                writer.write(b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = loop.run_until_complete(asyncio.start_server(answer, "127.0.0.1", port))
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    return f"http://127.0.0.1:{port}", (loop, server)
+
+
+def _shadow_routes(dep, candidate_url: str | None, instance: str = "bench-shadow") -> None:
+    live = dep.front.routes()["live"]
+    table = {"format": 1, "name": dep.name, "live": live, "candidate": None, "strategy": {"kind": "replace"}}
+    if candidate_url:
+        table["candidate"] = {"version": "shadow", "upstreams": [candidate_url], "instance": instance}
+        table["strategy"] = {"kind": "shadow", "sample": 1.0}
+    dep.front.set_routes(table)
+
+
+def shadow_report(dep, fitted, options) -> None:
+    import deploykit
+
+    body = fitted.body("records", 1)
+    url = dep.url + "/predict"
+    load.run(url, body, 16, 3)
+    rows = []
+    for kind in ("stopped", "failing", "slow"):
+        candidate, handle = _candidate_server(kind)
+        p50 = {"none": [], kind: []}
+        for which in ("none", kind, kind, "none") * options.rounds:
+            _shadow_routes(dep, candidate if which == kind else None)
+            result = load.run(url, body, 16, options.seconds)
+            if result["errors"]:
+                raise RuntimeError(f"live requests failed with a {kind} shadow: {result}")
+            p50[which].append(result["p50_ms"])
+        dropped = dep.front.call("GET", "experiment")["mirror_dropped"]
+        rows.append((kind, statistics.fmean(p50["none"]), statistics.fmean(p50[kind]), dropped))
+        _shadow_routes(dep, None)
+        if handle is not None:
+            loop, server = handle
+            loop.call_soon_threadsafe(server.close)
+    # a real second version as the shadow: it needs the same CPU as the live one
+    second = deploykit.deploy(dep.package, name=dep.name, strategy="shadow", verbose=False)
+    real = {"none": [], "version": []}
+    for which in ("version", "none", "none", "version") * options.rounds:
+        if which == "none":
+            routes = dep.front.routes()
+            dep.front.set_routes({**routes, "strategy": {"kind": "shadow", "sample": 0.0}})
+        else:
+            routes = dep.front.routes()
+            dep.front.set_routes({**routes, "strategy": {"kind": "shadow", "sample": 1.0}})
+        result = load.run(url, body, 16, options.seconds)
+        real[which].append(result["p50_ms"])
+    deploykit.rollback(second.name, verbose=False)
+    print(f"### The cost of a shadow on the live path ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+          f"{load.generator()})\n")
+    print("| shadow | live p50 without (ms) | live p50 with (ms) | added | dropped copies | budget | met |")
+    print("|---|---:|---:|---:|---:|---|---|")
+    for kind, without, with_shadow, dropped in rows:
+        added = with_shadow - without
+        print(f"| {kind} | {without:.2f} | {with_shadow:.2f} | {added:+.2f} ms | {dropped:,} | <= +{SHADOW_BUDGET_MS} ms | "
+              f"{'yes' if added <= SHADOW_BUDGET_MS else '**no**'} |")
+    without, with_shadow = statistics.fmean(real["none"]), statistics.fmean(real["version"])
+    print(f"| a second version of the same model (healthy, sample 1.0) | {without:.2f} | {with_shadow:.2f} | "
+          f"{with_shadow - without:+.2f} ms | | (shares the 2 cores) | |")
+    print(f"\n1-row /predict at c=16 for {options.seconds} s per run, {2 * options.rounds} runs per side, "
+          "alternated; mean of the runs' p50.")

@@ -254,6 +254,8 @@ def package(
         _check_parity(model, facts, schema, frame, test, work, manifest, explain, progress)
         with progress.stage("card", "model card"):
             _make_card(model, manifest, work, frame, y_train, test, y_test, card_plan)
+        with progress.stage("reference", "monitoring reference"):
+            _make_reference(model, facts, manifest, work, frame, test, card_plan)
         _write_manifest(work, manifest)
         with progress.stage("bento", "bentoml build"):
             from ._bento import build_bento
@@ -376,6 +378,24 @@ def _metrics(model, facts, test, y_test) -> dict:
 
         return {"r2": float(r2_score(truth, predicted)), "mae": float(mean_absolute_error(truth, predicted)), "rows": len(truth)}
     return {"accuracy": float(np.mean(predicted == truth)), "rows": len(truth)}
+
+
+def _make_reference(model, facts, manifest, work, frame, test, plan) -> None:
+    """What monitoring compares live traffic with: the training data's distributions, the model's
+    predictions on held-out rows, its top SHAP features, and thresholds calibrated for window sizes."""
+    from ._monitor import make_reference, top_shap_features
+    from ._monitor.report import REFERENCE_ARTIFACT
+
+    source = test if test is not None else frame
+    card = json.loads((work / "model" / manifest.artifacts["card_json"].file).read_text()) \
+        if "card_json" in manifest.artifacts else None
+    sensitive = list(plan["sensitive"].columns) if plan.get("sensitive") is not None else []
+    reference = make_reference(
+        manifest.schema, frame, predictions=model.predict(source.to_numpy() if facts.input_kind == "array" else source),
+        task=facts.task, classes=facts.classes, top_features=top_shap_features(card), sensitive_features=sensitive,
+        name=manifest.name, version=manifest.version,
+        prediction_source="held-out predictions" if test is not None else "predictions on the training rows")
+    manifest.artifacts[REFERENCE_ARTIFACT] = _json_artifact(work / "model", "monitor_reference.json", reference)
 
 
 def _card_plan(card, profile, sensitive_features, X_test, test, y_test) -> dict:

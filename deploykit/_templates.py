@@ -33,3 +33,8 @@ def render(name: str, **context) -> str:
 
 def read(name: str) -> str:
     return (templates_root() / name).read_text()
+
+
+def path(name: str) -> Path:
+    """Where a shipped template or file is (e.g. ``monitoring/alerts.yml``, to hand to promtool)."""
+    return templates_root() / name

@@ -152,8 +152,9 @@ def as_text(values: Any, boolean: bool = False) -> pd.Series:
     """Categorical values as strings, nulls kept null; booleans (True, 1, "true") as "True"/"False"."""
     series = pd.Series(values, dtype=object)
     if boolean:
-        truth = {True: "True", False: "False", 1: "True", 0: "False", "1": "True", "0": "False",
-                 "true": "True", "false": "False", "True": "True", "False": "False", 1.0: "True", 0.0: "False"}
+        # True == 1 == 1.0 as dict keys, so the booleans cover the numbers too
+        truth = {True: "True", False: "False", "1": "True", "0": "False",
+                 "true": "True", "false": "False", "True": "True", "False": "False"}
         return series.map(lambda v: None if _null(v) else truth.get(v, str(v)))
     return series.map(lambda v: None if _null(v) else _label(v))
 

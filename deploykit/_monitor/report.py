@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._runtime import artifacts
+from .._runtime.manifest import FILENAME as MANIFEST_FILE
+from .._runtime.manifest import Manifest
 from ..exceptions import ConfigError
 from . import drift as _drift
 from . import stats
@@ -150,21 +153,21 @@ def monitor(package_dir_or_reference: Any, store: Any, window: Any = None, *, ve
                          reference=reference)
 
 
+REFERENCE_ARTIFACT = "monitor_reference"  # the package artifact holding the reference
+
+
 def load_reference(source: Any) -> dict:
     """The reference fingerprint from a dict, a JSON file, a package folder or a Package."""
     if isinstance(source, dict):
         return source
     path = Path(getattr(source, "path", source))
-    manifest_file = path / "model" / "manifest.json"
-    if manifest_file.exists():
-        from .._runtime import artifacts
-
-        manifest = json.loads(manifest_file.read_text())
-        record = manifest.get("artifacts", {}).get("monitor_reference")
+    if (path / "model" / MANIFEST_FILE).exists():
+        manifest = Manifest.read(path / "model")
+        record = manifest.artifacts.get(REFERENCE_ARTIFACT)
         if record is None:
             raise ConfigError(f"the package at {path} has no monitoring reference (made before monitoring existed); "
                               "package the model again with this deploykit")
-        return json.loads(artifacts.read_verified(path / "model" / record["file"], record["sha256"]))
+        return json.loads(artifacts.read_verified(path / "model" / record.file, record.sha256))
     if path.is_file():
         return json.loads(path.read_text())
     raise ConfigError(f"cannot find a monitoring reference at {path}; give a package folder, a reference JSON file "
