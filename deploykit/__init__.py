@@ -30,9 +30,11 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
+    from ._batch import batch
     from ._card import ModelCard
     from ._deploy import Deployment, deploy, deployments
     from ._docker.build import Image
+    from ._kubernetes.manifests import manifests
     from ._package import Package, package
     from ._panel import DeployPanel
     from ._rollback import rollback
@@ -57,9 +59,11 @@ __all__ = [
     "SchemaError",
     "UnsupportedModelError",
     "__version__",
+    "batch",
     "deploy",
     "deployments",
     "load_ipython_extension",
+    "manifests",
     "package",
     "rollback",
 ]
@@ -74,6 +78,8 @@ _LAZY = {
     "DeployPanel": "._panel",
     "rollback": "._rollback",
     "Image": "._docker.build",
+    "batch": "._batch",
+    "manifests": "._kubernetes.manifests",
 }
 
 

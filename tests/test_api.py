@@ -25,9 +25,11 @@ PUBLIC = [
     "SchemaError",
     "UnsupportedModelError",
     "__version__",
+    "batch",
     "deploy",
     "deployments",
     "load_ipython_extension",
+    "manifests",
     "package",
     "rollback",
 ]

@@ -65,7 +65,11 @@ def read_card(model_dir: Path, manifest: dict) -> ModelCard | None:
     record = manifest.get("artifacts", {}).get("card_json")
     if record is None:
         return None
-    return ModelCard(json.loads(artifacts.read_verified(Path(model_dir) / record["file"], record["sha256"])))
+    data = json.loads(artifacts.read_verified(Path(model_dir) / record["file"], record["sha256"]))
+    from ._changelog import batch_runs  # runs made after packaging, logged beside the hashed card files
+
+    data["changelog"]["batch_runs"] = batch_runs(Path(model_dir).parent)
+    return ModelCard(data)
 
 
 def refuse_on_errors(card: dict, findings: list[Finding], profile: str, action: str) -> None:

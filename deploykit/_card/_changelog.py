@@ -85,3 +85,29 @@ def _library_diff(old: list[str], new: list[str]) -> list[dict]:
     after = dict(r.split("==", 1) for r in new)
     return [{"library": k, "before": before.get(k), "after": after.get(k)}
             for k in sorted(set(before) | set(after), key=str.lower) if before.get(k) != after.get(k)]
+
+
+# -- batch runs: appended after packaging, beside the package (its card files stay as hashed) ---------
+BATCH_RUNS = "batch-runs.jsonl"
+_RUN_FIELDS = ("source", "destination", "rows", "scored", "rejected_rows", "chunks", "resumed_chunks", "seconds",
+               "engine", "explain")
+
+
+def record_batch_run(package_path, run: dict) -> None:
+    """Append a batch run to the package's log; :func:`batch_runs` feeds the card's change log."""
+    import datetime as dt
+    import json
+    from pathlib import Path
+
+    entry = {"finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+             **{key: run.get(key) for key in _RUN_FIELDS}}
+    with open(Path(package_path) / BATCH_RUNS, "a") as log:
+        log.write(json.dumps(entry) + "\n")
+
+
+def batch_runs(package_path) -> list[dict]:
+    import json
+    from pathlib import Path
+
+    log = Path(package_path) / BATCH_RUNS
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
