@@ -47,6 +47,14 @@ EXAMPLES: dict[str, tuple[list[str], list[str] | None]] = {
     "init-ci": (["deploykit init-ci train.ipynb", "deploykit init-ci train.ipynb --target docker --keep --runs-on self-hosted"],
                 ["%deploy init-ci train.ipynb"]),
     "demo": (["deploykit demo", "deploykit demo --keep --target local"], None),
+    # issue 14: Kubernetes manifests and batch scoring
+    "manifests": (["deploykit manifests churn --kind kubernetes --image registry.example.com/churn:3 -o k8s/",
+                   "deploykit manifests churn --kind kserve --image registry.example.com/churn:3 -o kserve/ --namespace ml"],
+                  ["%deploy manifests churn --kind kubernetes --image registry.example.com/churn:3 -o k8s/"]),
+    "batch": (["deploykit batch churn customers.parquet scored.parquet",
+               "deploykit batch churn big/ scored/ --engine dask --scheduler tcp://10.0.0.5:8786",
+               "deploykit batch churn customers.csv scored.csv --explain --chunk-rows 10000"],
+              ["%deploy batch churn customers.parquet scored.parquet", "%deploy batch pkg big/ scored/ --engine dask"]),
 }
 
 MAGIC_NOTE = "In %deploy, MODEL, X, y, DATA and FIELDS name notebook variables."
@@ -184,6 +192,29 @@ def _init_ci_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="write over an existing workflow file")
 
 
+def _manifests_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("package", help="package name (newest version) or folder; in %%deploy also a Package variable")
+    p.add_argument("--kind", default="kubernetes", choices=["kubernetes", "kserve"], help="what to write (default: kubernetes)")
+    p.add_argument("--image", required=True, metavar="REGISTRY/IMAGE:TAG", help="the image the cluster pulls")
+    p.add_argument("-o", "--out", metavar="DIR", help="folder to write into (default: ./NAME-KIND/)")
+    p.add_argument("--version", help="package version (default: the newest)")
+    p.add_argument("--namespace", help="namespace written into each manifest (default: none, kubectl's)")
+    p.add_argument("--replicas", type=int, help="replicas, and the autoscaler's minimum (default: 2)")
+    p.add_argument("--ingress-host", metavar="HOST", help="also write an Ingress for HOST")
+
+
+def _batch_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("package", help="package name (newest version) or folder; in %%deploy also a Package variable")
+    p.add_argument("source", metavar="IN", help="a .csv or .parquet file, or a folder of .parquet parts")
+    p.add_argument("destination", metavar="OUT", help="a .csv or .parquet file, or a folder for .parquet parts; "
+                   "rejected rows go to OUT.rejects.csv|parquet")
+    p.add_argument("--engine", default="local", choices=["local", "dask"], help="where to score (default: local)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="dask: scheduler address (default: a local cluster)")
+    p.add_argument("--explain", action="store_true", help="add SHAP columns shap_<column>")
+    p.add_argument("--chunk-rows", type=int, default=100_000, metavar="N", help="rows per chunk (default: 100000)")
+    p.add_argument("--version", help="package version (default: the newest)")
+
+
 # (command, what it does, its arguments), in the order --help lists them
 _COMMANDS = [
     ("deploy", "package and serve a model, or serve a saved package", _deploy_arguments),
@@ -200,6 +231,8 @@ _COMMANDS = [
     ("run", "execute a notebook headless (papermill) and deploy the packages it makes", _run_arguments),
     ("init-ci", "write a GitHub Actions workflow that runs a notebook with `deploykit run`", _init_ci_arguments),
     ("demo", "train a churn model, deploy it, show a prediction and its explanation", _demo_arguments),
+    ("manifests", "write a package's Kubernetes or KServe manifests", _manifests_arguments),
+    ("batch", "score a CSV or Parquet table with a package; bad rows go to a rejects file", _batch_arguments),
 ]
 
 
@@ -389,6 +422,7 @@ _SHOW = {
     "logs": _show_logs, "predict": _show_predictions, "explain": _show_explanation, "card": _show_card,
     "stop": _show_stopped, "run": _show_run, "init-ci": _show_path,
     "build": lambda args, image: print(image.tag), "base-image": lambda args, tag: print(tag),
+    "manifests": lambda args, paths: print("\n".join(f"wrote {p}" for p in paths)), "batch": lambda args, r: print(repr(r)),
 }
 
 

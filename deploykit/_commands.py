@@ -201,6 +201,21 @@ def _demo(args, names):
     run(keep=args.keep, target=args.target)
 
 
+def _manifests(args, names):
+    import deploykit
+
+    options = {"namespace": args.namespace, "replicas": args.replicas, "ingress_host": args.ingress_host}
+    return deploykit.manifests(names.package(args.package, args.version), kind=args.kind, image=args.image,
+                               out=args.out, **options)
+
+
+def _batch(args, names):
+    import deploykit
+
+    return deploykit.batch(names.package(args.package, args.version), args.source, args.destination, engine=args.engine,
+                           scheduler=args.scheduler, explain=args.explain, chunk_rows=args.chunk_rows)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Names], Any]] = {
     "deploy": _deploy,
     "list": _list,
@@ -216,5 +231,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Names], Any]] = {
     "run": _run,
     "init-ci": _init_ci,
     "demo": _demo,
+    "manifests": _manifests,
+    "batch": _batch,
 }
 COMMANDS = tuple(_COMMANDS)

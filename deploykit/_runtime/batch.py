@@ -273,11 +273,13 @@ def _assemble(dest: batchio.Destination, chunks: int, schema: dict) -> None:
 class ProgressBar:
     """One line on stderr, redrawn at most five times a second (a line per 10% where it cannot redraw)."""
 
-    def __init__(self, total: int | None, *, enabled: bool = True, stream=None) -> None:
+    def __init__(self, total: int | None, *, enabled: bool = True, stream=None, redraw: bool | None = None) -> None:
         self.total, self.enabled, self.stream = total, enabled, stream or sys.stderr
         self.rows = self.rejected = 0
         self.started = self.drawn = time.perf_counter()
-        self.redraws = getattr(self.stream, "isatty", lambda: False)() or "ipykernel" in sys.modules
+        if redraw is None:  # a terminal or a notebook's output area can redraw a line with \r
+            redraw = getattr(self.stream, "isatty", lambda: False)() or "ipykernel" in sys.modules
+        self.redraws = redraw
         self.next_tenth = 1
 
     def advance(self, rows: int, rejected: int) -> None:
