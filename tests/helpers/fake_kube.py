@@ -48,7 +48,7 @@ class FakeApiServer:
             return 200, {**body, "metadata": {**body["metadata"], "generation": 1}}
         if method == "DELETE":
             return (404, {"kind": "Status", "code": 404, "message": "not found"}) if parts[-2] in self.missing \
-                else (200, {"kind": "Status", "status": "Success"})
+                else (200, {"metadata": {"name": parts[-1]}})  # the deleted object (or a Status, by kind)
         if path.endswith("/status") and "deployments" in parts:
             return 200, self._deployment(parts[-2])
         if "inferenceservices" in parts:

@@ -17,11 +17,17 @@ import sys
 import types
 
 VERSIONS = [f"1.{minor}" for minor in range(29, 38)]
-BUILT_IN_GROUPS = ("v1", "apps/v1", "policy/v1", "autoscaling/v2", "networking.k8s.io/v1")
 
 
 class ManifestInvalid(AssertionError):
     """A manifest failed an offline check; the message names the check, the version and the path."""
+
+
+def built_in(api_version: str) -> bool:
+    """Kubernetes' own API groups: the core group (``v1``), dot-less groups (``apps``, ``policy``, ...) and
+    ``*.k8s.io``; a CRD's group (``serving.kserve.io``) has a dot and another domain."""
+    group = api_version.rpartition("/")[0]
+    return "." not in group or group.endswith(".k8s.io")
 
 
 def schema_errors(doc: dict) -> list[str]:
@@ -33,7 +39,7 @@ def schema_errors(doc: dict) -> list[str]:
         try:
             kubernetes_validate.validate(doc, version, strict=True)
         except kubernetes_validate.SchemaNotFoundError as exc:
-            if doc.get("apiVersion") in BUILT_IN_GROUPS:  # a built-in kind must have a schema
+            if built_in(doc.get("apiVersion", "")):  # a built-in kind must have a schema
                 errors.append(f"{version}: {exc}")
         except kubernetes_validate.ValidationError as exc:
             where = "/".join(str(p) for p in exc.path)
@@ -110,7 +116,7 @@ def build_model(data, type_name: str, path: str = "$"):
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
-        raise ManifestInvalid(f"{path}: {type_name}: {exc}") from None
+        raise ManifestInvalid(f"{path}: {type_name}: {' '.join(str(exc).split())}") from None
 
 
 MODEL_OF = {
