@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import platform
 import shutil
@@ -26,6 +27,9 @@ PARITY_ROWS = 200
 BACKGROUND_ROWS = 100
 SAMPLE_ROWS = 5
 RUNTIME_DIR = Path(__file__).parent / "_runtime"
+# The image scores files too (`docker run IMAGE batch IN OUT`, deploykit/_runtime/batch.py): it reads and
+# writes them with pyarrow, pinned at the version installed here when there is one.
+_BATCH_IO = ("pyarrow",) if importlib.util.find_spec("pyarrow") else ()
 
 
 @dataclass
@@ -350,7 +354,7 @@ def _check_parity(model, facts, schema, frame, test, work, manifest, explain, pr
         manifest["parity"] = result.to_dict()
         manifest["requirements"], manifest["lock"] = _capture.requirements(
             facts, manifest["artifacts"]["model"]["format"], child["modules"], explain=explain,
-            extra=("onnxruntime",) if manifest["serving"].get("fast_path", {}).get("enabled") else (),
+            extra=(("onnxruntime",) if manifest["serving"].get("fast_path", {}).get("enabled") else ()) + _BATCH_IO,
         )
         _write_manifest(work, manifest)
         _parity.raise_on_mismatch(result)
