@@ -213,7 +213,7 @@ def _batch(args, names):
     import deploykit
 
     return deploykit.batch(names.package(args.package, args.version), args.source, args.destination, engine=args.engine,
-                           scheduler=args.scheduler, explain=args.explain, chunk_rows=args.chunk_rows)
+                           scheduler=args.scheduler, explain=args.explain, chunk_rows=args.chunk_rows, workers=args.workers)
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Names], Any]] = {

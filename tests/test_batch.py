@@ -142,6 +142,17 @@ def test_an_interrupted_run_resumes_to_the_same_output(fast_package, tmp_path):
     assert not state.exists()
 
 
+def test_worker_processes_give_the_same_output(fast_package, tmp_path):
+    pkg, _ = fast_package
+    source = tmp_path / "in.parquet"
+    _frame(40_000, 12).assign(tenure=lambda f: f["tenure"].where(f.index % 1000 != 5, -1.5)).to_parquet(source)
+    one = deploykit.batch(pkg, source, tmp_path / "one.parquet", chunk_rows=5_000, progress=False)
+    two = deploykit.batch(pkg, source, tmp_path / "two.parquet", chunk_rows=5_000, workers=2, progress=False)
+    assert (two.rows, two.scored, two.rejected_rows) == (one.rows, one.scored, one.rejected_rows) == (40_000, 39_960, 40)
+    assert pq.read_table(tmp_path / "two.parquet").equals(pq.read_table(tmp_path / "one.parquet"))
+    assert pq.read_table(tmp_path / "two.rejects.parquet").equals(pq.read_table(tmp_path / "one.rejects.parquet"))
+
+
 def test_csv_in_and_out_keeps_extra_columns_and_reports_bad_cells(fast_package, tmp_path):
     pkg, model = fast_package
     frame = _frame(500, 4)

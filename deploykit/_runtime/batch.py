@@ -173,6 +173,47 @@ class LocalScorer:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+_WORKER: dict = {}
+
+
+def _load_in_worker(model_dir: str) -> None:
+    from .model import ModelRuntime
+
+    _WORKER["runtime"] = ModelRuntime.load(model_dir)
+
+
+def _score_in_worker(chunk: Chunk, explain: bool) -> Scored:
+    return score_chunk(_WORKER["runtime"], chunk, explain=explain)
+
+
+class ProcessScorer:
+    """Scores chunks in ``workers`` processes of this machine, each loading the package once: the
+    validator is Python, so one process scores at most one core's worth of rows."""
+
+    engine = "local"
+
+    def __init__(self, model_dir: str | Path, *, explain: bool = False, workers: int = 2) -> None:
+        self.model_dir, self.explain, self.workers = str(model_dir), explain, workers
+
+    def __call__(self, chunks: Iterable[Chunk]) -> Iterator[Scored]:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: the parent may hold threads (a notebook kernel, a Dask client) that fork would copy half-way
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_load_in_worker, initargs=(self.model_dir,))
+        pending: deque = deque()
+        try:
+            for chunk in chunks:
+                pending.append(pool.submit(_score_in_worker, chunk, self.explain))
+                if len(pending) > 2 * self.workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
 # -- a run ---------------------------------------------------------------------------------------------
 Scorer = Callable[[Iterable[Chunk]], Iterator[Scored]]
 
@@ -323,13 +364,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("destination", help="a .csv or .parquet file, or a folder for .parquet parts")
     parser.add_argument("--explain", action="store_true", help="add SHAP columns (shap_<column>)")
     parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows per chunk (default: 100000)")
-    parser.add_argument("--threads", type=int, default=2, help="chunks scored at once (default: 2)")
+    parser.add_argument("--workers", type=int, default=1, help="processes scoring chunks (default: 1, this one)")
     args = parser.parse_args(argv)
     runtime = ModelRuntime.load()
     m = runtime.manifest
     package = {"name": m["name"], "version": str(m["version"]), "model_sha256": m["artifacts"]["model"]["sha256"]}
+    scorer = (ProcessScorer(runtime.directory, explain=args.explain, workers=args.workers) if args.workers > 1
+              else LocalScorer(runtime, explain=args.explain))
     try:
-        result = run(LocalScorer(runtime, explain=args.explain, threads=args.threads), args.source, args.destination,
+        result = run(scorer, args.source, args.destination,
                      schema=m["schema"], package=package, chunk_rows=args.chunk_rows, explain=args.explain)
     except (InputError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
