@@ -8,6 +8,7 @@ package's model card change log.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,8 @@ def batch(name_or_package: Any, source: str | Path, destination: str | Path, *, 
     from ._runtime import batch as runner
     from ._runtime.errors import InputError
 
+    if importlib.util.find_spec("pyarrow") is None:
+        raise ConfigError("batch scoring reads and writes tables with pyarrow: pip install 'deploykit[batch]'")
     pkg = _package(name_or_package, version)
     if engine not in ENGINES:
         raise ConfigError(f"engine={engine!r}: use 'local' or 'dask'")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections import deque
 from typing import Any, Iterable, Iterator
 
 from .exceptions import ConfigError
@@ -95,14 +94,14 @@ class DaskScorer:
 
         window = 2 * max(1, len(self.client.scheduler_info()["workers"]))
         futures = as_completed()
-        pending: deque = deque()
+        in_flight = 0
         try:
             for chunk in chunks:
                 data = self.client.scatter(chunk)  # as data, not inside the task graph
                 futures.add(self.client.submit(score_on_worker, data, self.explain, self.plugin, pure=False))
-                pending.append(1)
-                if len(pending) >= window:
-                    pending.pop()
+                in_flight += 1
+                if in_flight >= window:
+                    in_flight -= 1
                     yield next(futures).result()
             for future in futures:
                 yield future.result()

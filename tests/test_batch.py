@@ -3,8 +3,6 @@ an interrupted run resumed to the same output, CSV and folders of parts, SHAP co
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys

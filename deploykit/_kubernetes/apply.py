@@ -100,6 +100,7 @@ def apply(package: Any, *, image: str, context: str | None = None, namespace: st
 
 
 def _server_side_apply(client, doc: dict, namespace: str) -> None:
+    import urllib3
     from kubernetes import client as k8s
 
     name, kind = doc["metadata"]["name"], doc["kind"]
@@ -113,11 +114,9 @@ def _server_side_apply(client, doc: dict, namespace: str) -> None:
     except k8s.ApiException as exc:
         raise DeploymentError(f"the API server refused {kind}/{name} in namespace {namespace}: {exc.status} {exc.reason}: "
                               f"{_reason(exc)}", target="kubernetes") from None
-    except Exception as exc:  # urllib3 connection errors: the cluster is not reachable
-        if type(exc).__module__.startswith("urllib3"):
-            raise DeploymentError(f"cannot reach the Kubernetes API at {client.configuration.host}: {exc}",
-                                  target="kubernetes") from None
-        raise
+    except urllib3.exceptions.HTTPError as exc:  # no answer at all: the cluster is not reachable
+        raise DeploymentError(f"cannot reach the Kubernetes API at {client.configuration.host}: {exc}",
+                              target="kubernetes") from None
 
 
 def _reason(exc) -> str:
@@ -174,9 +173,9 @@ def _kserve_state(client, app: str, namespace: str) -> RolloutState:
     replicas = isvc["spec"]["predictor"].get("minReplicas", 1)
     if ready.get("status") == "True":
         return RolloutState(app, namespace, "complete", replicas=replicas, updated=replicas, ready=replicas, available=replicas)
-    failed = ready.get("status") == "False" and ready.get("reason") not in (None, "", "PredictorConfigurationReady")
-    return RolloutState(app, namespace, "failed" if failed else "progressing", replicas=replicas,
-                        message=ready.get("message", ""))
+    # KServe reports Ready=False while a rollout is still under way, so only the timeout ends the wait
+    return RolloutState(app, namespace, "progressing", replicas=replicas,
+                        message=ready.get("message") or ready.get("reason") or "")
 
 
 def stop(name: str, namespace: str = "default", *, kind: str = "kubernetes", context: str | None = None,

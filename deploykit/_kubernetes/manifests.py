@@ -8,7 +8,7 @@ the templates only lay them out.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,10 @@ class Settings:
         return self.name.replace("_", "-")
 
     def check(self) -> Settings:
-        from kubernetes.utils import parse_quantity
+        try:
+            from kubernetes.utils import parse_quantity
+        except ImportError:
+            raise ConfigError("Kubernetes manifests need the kubernetes client: pip install 'deploykit[kubernetes]'") from None
 
         if not _DNS_LABEL.match(self.app):
             raise ConfigError(f"{self.name!r} does not make a Kubernetes name ({self.app!r}): use lowercase letters, digits and -")
@@ -175,6 +178,3 @@ def resolve_package(name_or_package: Any, version: str | None = None):
         return name_or_package
     return Package.load(name_or_package, version=version)
 
-
-def as_dict(settings: Settings) -> dict:
-    return asdict(settings)
