@@ -19,7 +19,7 @@ ENGINES = ("local", "dask")
 
 def batch(name_or_package: Any, source: str | Path, destination: str | Path, *, engine: str = "local",
           scheduler: Any = None, explain: bool = False, chunk_rows: int = 100_000, version: str | None = None,
-          workers: int = 1, progress: bool = True):
+          workers: int | None = None, progress: bool = True):
     """Score a CSV or Parquet table with a packaged model, validating every row as the service does.
 
     Parameters
@@ -47,10 +47,11 @@ def batch(name_or_package: Any, source: str | Path, destination: str | Path, *, 
         Rows per chunk: the unit of work, of progress and of resuming.
     version : str, optional
         The package version when ``name_or_package`` is a name.
-    workers : int
+    workers : int, optional
         Local engine: ``1`` scores in this process (two chunks at a time in threads); ``N > 1`` starts
         N processes that each load the package once (about 3 s), worth it for large tables: the schema
-        check is Python, so a process scores at most one core's worth of rows.
+        check is Python, so a process scores at most one core's worth of rows. Default: one process per
+        core (at most 4) for a Parquet source of at least 4 chunks, else 1.
     progress : bool
         Show a progress bar on stderr.
 
@@ -79,6 +80,7 @@ def batch(name_or_package: Any, source: str | Path, destination: str | Path, *, 
     if explain and not pkg.manifest.get("explainer"):
         raise ConfigError(f"{pkg.name} v{pkg.version} was packaged with explain=False; package it with "
                           "explain=True to add SHAP columns")
+    workers = _default_workers(source, chunk_rows) if workers is None else workers
     if workers < 1:
         raise ConfigError(f"workers={workers}: give 1 (this process) or more processes")
     if scheduler is not None and engine != "dask":
@@ -96,6 +98,19 @@ def batch(name_or_package: Any, source: str | Path, destination: str | Path, *, 
 
     record_batch_run(pkg.path, result.to_dict())
     return result
+
+
+def _default_workers(source: str | Path, chunk_rows: int) -> int:
+    """A process per core for a big table; a small one is done before processes would have started."""
+    import os
+
+    from ._runtime.batchio import Source
+
+    try:
+        rows = Source.open(source).rows()
+    except (OSError, ValueError):
+        return 1  # the run itself reports what is wrong with the source
+    return min(os.cpu_count() or 1, 4) if rows is not None and rows >= 4 * chunk_rows else 1
 
 
 def _package(name_or_package: Any, version: str | None):

@@ -120,11 +120,11 @@ def test_an_interrupted_run_resumes_to_the_same_output(fast_package, tmp_path):
     pkg, _ = fast_package
     source = tmp_path / "in.parquet"
     _frame(200_000, 3).assign(plan=lambda f: f["plan"].where(f.index % 997 != 0, "gold")).to_parquet(source)
-    reference = deploykit.batch(pkg, source, tmp_path / "reference.parquet", chunk_rows=10_000, progress=False)
+    reference = deploykit.batch(pkg, source, tmp_path / "reference.parquet", chunk_rows=10_000, workers=1, progress=False)
     out = tmp_path / "out.parquet"
     state = out.with_name(f".{out.name}.deploykit-batch")
     proc = subprocess.Popen([sys.executable, "-m", "deploykit._cli", "batch", str(pkg.path), str(source), str(out),
-                             "--chunk-rows", "10000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--chunk-rows", "10000", "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while len(list(state.glob("done-*.json"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -132,7 +132,7 @@ def test_an_interrupted_run_resumes_to_the_same_output(fast_package, tmp_path):
     proc.wait()
     finished = len(list(state.glob("done-*.json")))
     assert 3 <= finished < 20 and not out.exists()
-    result = deploykit.batch(pkg, source, out, chunk_rows=10_000, progress=False)
+    result = deploykit.batch(pkg, source, out, chunk_rows=10_000, progress=False)  # two processes by default
     assert result.resumed_chunks >= finished and result.chunks == 20
     assert (result.rows, result.scored, result.rejected_rows) == (reference.rows, reference.scored, reference.rejected_rows)
     assert pq.read_table(out).equals(pq.read_table(tmp_path / "reference.parquet"))
@@ -144,7 +144,7 @@ def test_worker_processes_give_the_same_output(fast_package, tmp_path):
     pkg, _ = fast_package
     source = tmp_path / "in.parquet"
     _frame(40_000, 12).assign(tenure=lambda f: f["tenure"].where(f.index % 1000 != 5, -1.5)).to_parquet(source)
-    one = deploykit.batch(pkg, source, tmp_path / "one.parquet", chunk_rows=5_000, progress=False)
+    one = deploykit.batch(pkg, source, tmp_path / "one.parquet", chunk_rows=5_000, workers=1, progress=False)
     two = deploykit.batch(pkg, source, tmp_path / "two.parquet", chunk_rows=5_000, workers=2, progress=False)
     assert (two.rows, two.scored, two.rejected_rows) == (one.rows, one.scored, one.rejected_rows) == (40_000, 39_960, 40)
     assert pq.read_table(tmp_path / "two.parquet").equals(pq.read_table(tmp_path / "one.parquet"))
@@ -183,6 +183,16 @@ def test_folders_of_parquet_parts_in_and_out(fast_package, tmp_path):
     everything = pd.concat(frames, ignore_index=True)
     assert result.scored == len(output) == len(everything) and result.rejected_rows == 0
     np.testing.assert_array_equal(output.sort_values("row")["prediction"], model.predict(everything))
+
+
+def test_values_the_validator_cannot_read_are_rejected_not_fatal(fast_package, tmp_path):
+    pkg, _ = fast_package
+    table = pa.table({"usage": [1.5, 2.5, 3.5], "tenure": [1, 2, 3], "plan": [["basic"], ["pro", "plus"], []]})
+    pq.write_table(table, tmp_path / "nested.parquet")
+    result = deploykit.batch(pkg, tmp_path / "nested.parquet", tmp_path / "out.parquet", progress=False)
+    rejects = pd.read_parquet(tmp_path / "out.rejects.parquet")
+    assert (result.scored, result.rejected_rows) == (0, 3) and sorted(set(rejects["row"])) == [0, 1, 2]
+    assert pd.read_parquet(tmp_path / "out.parquet").empty
 
 
 def test_explain_adds_the_services_shap_values(fast_package, tmp_path):

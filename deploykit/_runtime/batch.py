@@ -93,7 +93,7 @@ def validate(validator, values: dict[str, list], first_row: int) -> tuple[list[i
         try:
             block = validator.columns_of(rows)
             good.extend(range(start, stop))
-        except InputError:
+        except Exception:  # noqa: BLE001 - an InputError, or a value the validator cannot handle: row by row
             keep = []
             for i, row in enumerate(rows):
                 try:
@@ -101,6 +101,9 @@ def validate(validator, values: dict[str, list], first_row: int) -> tuple[list[i
                     keep.append(i)
                 except InputError as exc:
                     rejects.extend(_rejects(exc, first_row + start + i))
+                except Exception as exc:  # noqa: BLE001 - the row is rejected, not the whole run
+                    rejects.append({"row": first_row + start + i, "column": None,
+                                    "problem": f"the schema check failed on this row: {type(exc).__name__}: {exc}"})
             block = validator.columns_of([rows[i] for i in keep]) if keep else {name: [] for name in names}
             good.extend(start + i for i in keep)
         for name in names:
