@@ -15,6 +15,8 @@ from typing import Any
 from .exceptions import ConfigError, SchemaError
 
 ENGINES = ("local", "dask")
+# From this many rows, starting a process per core (about 3 s each, in parallel) pays for itself.
+PROCESS_ROWS = 500_000
 
 
 def batch(name_or_package: Any, source: str | Path, destination: str | Path, *, engine: str = "local",
@@ -51,7 +53,7 @@ def batch(name_or_package: Any, source: str | Path, destination: str | Path, *, 
         Local engine: ``1`` scores in this process (two chunks at a time in threads); ``N > 1`` starts
         N processes that each load the package once (about 3 s), worth it for large tables: the schema
         check is Python, so a process scores at most one core's worth of rows. Default: one process per
-        core (at most 4) for a Parquet source of at least 4 chunks, else 1.
+        core (at most 4) for a Parquet source of at least 500,000 rows and 4 chunks, else 1.
     progress : bool
         Show a progress bar on stderr.
 
@@ -110,7 +112,8 @@ def _default_workers(source: str | Path, chunk_rows: int) -> int:
         rows = Source.open(source).rows()
     except (OSError, ValueError):
         return 1  # the run itself reports what is wrong with the source
-    return min(os.cpu_count() or 1, 4) if rows is not None and rows >= 4 * chunk_rows else 1
+    big = rows is not None and rows >= max(4 * chunk_rows, PROCESS_ROWS)
+    return min(os.cpu_count() or 1, 4) if big else 1
 
 
 def _package(name_or_package: Any, version: str | None):

@@ -213,7 +213,7 @@ def _batch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--explain", action="store_true", help="add SHAP columns shap_<column>")
     p.add_argument("--chunk-rows", type=int, default=100_000, metavar="N", help="rows per chunk (default: 100000)")
     p.add_argument("--workers", type=int, metavar="N", help="local: processes scoring chunks "
-                   "(default: one per core for a Parquet source of 4 chunks or more, else 1)")
+                   "(default: one per core for a Parquet source of 500,000+ rows and 4+ chunks, else 1)")
     p.add_argument("--version", help="package version (default: the newest)")
 
 

@@ -132,7 +132,7 @@ def test_an_interrupted_run_resumes_to_the_same_output(fast_package, tmp_path):
     proc.wait()
     finished = len(list(state.glob("done-*.json")))
     assert 3 <= finished < 20 and not out.exists()
-    result = deploykit.batch(pkg, source, out, chunk_rows=10_000, progress=False)  # two processes by default
+    result = deploykit.batch(pkg, source, out, chunk_rows=10_000, workers=2, progress=False)  # resumed by two processes
     assert result.resumed_chunks >= finished and result.chunks == 20
     assert (result.rows, result.scored, result.rejected_rows) == (reference.rows, reference.scored, reference.rejected_rows)
     assert pq.read_table(out).equals(pq.read_table(tmp_path / "reference.parquet"))
