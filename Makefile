@@ -11,6 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[all,test]"
+	$(BIN)/pip install --quiet --no-deps "kserve>=0.13"  # its models only; its own pins (pandas<3) would downgrade ours
 	touch $@
 
 demo: setup

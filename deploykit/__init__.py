@@ -30,11 +30,13 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
+    from ._batch import batch
     from ._card import ModelCard
     from ._deploy import deploy
     from ._deployment import Deployment, deployments
     from ._experiments import promote
     from ._docker.build import Image
+    from ._kubernetes.manifests import manifests
     from ._package import Package, package
     from ._panel import DeployPanel
     from ._rollback import rollback
@@ -59,9 +61,11 @@ __all__ = [
     "SchemaError",
     "UnsupportedModelError",
     "__version__",
+    "batch",
     "deploy",
     "deployments",
     "load_ipython_extension",
+    "manifests",
     "package",
     "promote",
     "rollback",
@@ -78,6 +82,8 @@ _LAZY = {
     "rollback": "._rollback",
     "promote": "._experiments",
     "Image": "._docker.build",
+    "batch": "._batch",
+    "manifests": "._kubernetes.manifests",
 }
 
 

@@ -166,6 +166,7 @@ _SHOW = {
     "logs": _show_logs, "predict": _show_predictions, "explain": _show_explanation, "card": _show_card,
     "stop": _show_stopped, "run": _show_run, "init-ci": _show_path,
     "build": lambda args, image: print(image.tag), "base-image": lambda args, tag: print(tag),
+    "manifests": lambda args, paths: print("\n".join(f"wrote {p}" for p in paths)), "batch": lambda args, r: print(repr(r)),
 }
 
 

@@ -195,6 +195,21 @@ def _demo(args, names):
     run(keep=args.keep, target=args.target)
 
 
+def _manifests(args, names):
+    from ._kubernetes.manifests import manifests
+
+    options = {"namespace": args.namespace, "replicas": args.replicas, "ingress_host": args.ingress_host}
+    return manifests(names.package(args.package, args.version), kind=args.kind, image=args.image, out=args.out,
+                     **options)
+
+
+def _batch(args, names):
+    from ._batch import batch
+
+    return batch(names.package(args.package, args.version), args.source, args.destination, engine=args.engine,
+                 scheduler=args.scheduler, explain=args.explain, chunk_rows=args.chunk_rows, workers=args.workers)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Names], Any]] = {
     "deploy": _deploy,
     "list": _list,
@@ -213,5 +228,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Names], Any]] = {
     "run": _run,
     "init-ci": _init_ci,
     "demo": _demo,
+    "manifests": _manifests,
+    "batch": _batch,
 }
 COMMANDS = tuple(_COMMANDS)

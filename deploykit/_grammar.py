@@ -58,6 +58,13 @@ EXAMPLES: dict[str, tuple[list[str], list[str] | None]] = {
     "init-ci": (["deploykit init-ci train.ipynb", "deploykit init-ci train.ipynb --target docker --keep --runs-on self-hosted"],
                 ["%deploy init-ci train.ipynb"]),
     "demo": (["deploykit demo", "deploykit demo --keep --target local"], None),
+    "manifests": (["deploykit manifests churn --kind kubernetes --image registry.example.com/churn:3 -o k8s/",
+                   "deploykit manifests churn --kind kserve --image registry.example.com/churn:3 -o kserve/ --namespace ml"],
+                  ["%deploy manifests churn --kind kubernetes --image registry.example.com/churn:3 -o k8s/"]),
+    "batch": (["deploykit batch churn customers.parquet scored.parquet",
+               "deploykit batch churn big/ scored/ --engine dask --scheduler tcp://10.0.0.5:8786",
+               "deploykit batch churn customers.csv scored.csv --explain --chunk-rows 10000"],
+              ["%deploy batch churn customers.parquet scored.parquet", "%deploy batch pkg big/ scored/ --engine dask"]),
 }
 
 MAGIC_NOTE = "In %deploy, MODEL, X, y, DATA and FIELDS name notebook variables."
@@ -236,6 +243,31 @@ def _init_ci_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="write over an existing workflow file")
 
 
+def _manifests_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("package", help="package name (newest version) or folder; in %%deploy also a Package variable")
+    p.add_argument("--kind", default="kubernetes", choices=["kubernetes", "kserve"], help="what to write (default: kubernetes)")
+    p.add_argument("--image", required=True, metavar="REGISTRY/IMAGE:TAG", help="the image the cluster pulls")
+    p.add_argument("-o", "--out", metavar="DIR", help="folder to write into (default: ./NAME-KIND/)")
+    p.add_argument("--version", help="package version (default: the newest)")
+    p.add_argument("--namespace", help="namespace written into each manifest (default: none, kubectl's)")
+    p.add_argument("--replicas", type=int, help="replicas, and the autoscaler's minimum (default: 2)")
+    p.add_argument("--ingress-host", metavar="HOST", help="also write an Ingress for HOST")
+
+
+def _batch_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("package", help="package name (newest version) or folder; in %%deploy also a Package variable")
+    p.add_argument("source", metavar="IN", help="a .csv or .parquet file, or a folder of .parquet parts")
+    p.add_argument("destination", metavar="OUT", help="a .csv or .parquet file, or a folder for .parquet parts; "
+                   "rejected rows go to OUT.rejects.csv|parquet")
+    p.add_argument("--engine", default="local", choices=["local", "dask"], help="where to score (default: local)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="dask: scheduler address (default: a local cluster)")
+    p.add_argument("--explain", action="store_true", help="add SHAP columns shap_<column>")
+    p.add_argument("--chunk-rows", type=int, default=100_000, metavar="N", help="rows per chunk (default: 100000)")
+    p.add_argument("--workers", type=int, metavar="N", help="local: processes scoring chunks "
+                   "(default: one per core for a Parquet source of 500,000+ rows and 4+ chunks, else 1)")
+    p.add_argument("--version", help="package version (default: the newest)")
+
+
 # (command, what it does, its arguments), in the order --help lists them
 _COMMANDS = [
     ("deploy", "package and serve a model, or serve a saved package", _deploy_arguments),
@@ -256,6 +288,8 @@ _COMMANDS = [
     ("run", "execute a notebook headless (papermill) and deploy the packages it makes", _run_arguments),
     ("init-ci", "write a GitHub Actions workflow that runs a notebook with `deploykit run`", _init_ci_arguments),
     ("demo", "train a churn model, deploy it, show a prediction and its explanation", _demo_arguments),
+    ("manifests", "write a package's Kubernetes or KServe manifests", _manifests_arguments),
+    ("batch", "score a CSV or Parquet table with a package; bad rows go to a rejects file", _batch_arguments),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import platform
 import shutil
@@ -28,6 +29,9 @@ BACKGROUND_ROWS = 100
 SAMPLE_ROWS = 5
 RUNTIME_DIR = Path(__file__).parent / "_runtime"
 BUILD_RECORD = "build.json"  # beside model/: where the bento of this package was built (host side only)
+# The image scores files too (`docker run IMAGE batch IN OUT`, deploykit/_runtime/batch.py): it reads and
+# writes them with pyarrow, pinned at the version installed here when there is one.
+_BATCH_IO = ("pyarrow",) if importlib.util.find_spec("pyarrow") else ()
 
 
 @dataclass
@@ -362,7 +366,7 @@ def _check_parity(model, facts, schema, frame, test, work, manifest, explain, pr
         manifest.parity = result.to_dict()
         manifest.requirements, manifest.lock = _capture.requirements(
             facts, manifest.model.format, child["modules"], explain=explain,
-            extra=("onnxruntime",) if manifest.serving.compiled else (),
+            extra=(("onnxruntime",) if manifest.serving.compiled else ()) + _BATCH_IO,
         )
         _parity.raise_on_mismatch(result)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .._runtime import artifacts
 from ._profiles import ERROR, Finding, validate
+from ._runs import batch_runs
 
 JSON_NAME = "card.json"
 
@@ -18,7 +19,9 @@ def read_card(model_dir: Path, manifest) -> ModelCard | None:
     record = manifest.artifacts.get("card_json")
     if record is None:
         return None
-    return ModelCard(json.loads(artifacts.read_verified(Path(model_dir) / record.file, record.sha256)))
+    data = json.loads(artifacts.read_verified(Path(model_dir) / record.file, record.sha256))
+    data["changelog"]["batch_runs"] = batch_runs(Path(model_dir).parent)  # runs made after packaging
+    return ModelCard(data)
 
 
 class ModelCard:

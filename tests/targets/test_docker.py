@@ -39,7 +39,7 @@ def test_image_metadata(image, churn_package, docker_engine):
     assert labels.get("org.opencontainers.image.revision") == (commit or None)
     assert config["User"] == str(_build.UID)  # non-root
     assert "/readyz" in " ".join(config["Healthcheck"]["Test"])
-    assert config["Cmd"][:2] == ["bentoml", "serve"]
+    assert config["Entrypoint"] == ["python", "-m", "deploykit_runtime.entrypoint"] and config["Cmd"][0] == "serve"
     assert "deploykit" in repr(image) and image.tag in image._repr_html_()
 
 
