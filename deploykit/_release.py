@@ -23,7 +23,9 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+from . import _paths
 from ._client import ServiceClient
+from ._front.capture import write_settings
 from ._front.routes import FORMAT as ROUTES_FORMAT
 from .exceptions import ConfigError, DeploymentError, HealthCheckError, RequestError
 
@@ -50,12 +52,14 @@ def release(pkg: Any, *, name: str, target: Any, port: int | None, host: str, en
         if strategy["kind"] != "replace":
             raise ConfigError(f"{name} serves nothing yet, so a {strategy['kind']} has no live version to run beside; "
                               "deploy it first (strategy='replace')")
+        if capture is not None:  # the front starts with them (its state folder is the deployment's, on every target)
+            write_settings(_paths.deployment_dir(name), **capture)
         with steps.stage("front", f"a front on a stable address ({target.name})"):
             front = target.create_front(name, port=port, host=host, options=options)
     else:
         _check_address(front, port, name)
-    if capture is not None:
-        front.call("PUT", "capture", capture)
+        if capture is not None:
+            front.call("PUT", "capture", capture)
     routes = front.routes()
     previous = live_version(target, front, routes)
     if strategy["kind"] != "replace":

@@ -18,7 +18,7 @@ import os
 import time
 from urllib.parse import urlsplit
 
-from .capture import CaptureWriter, parse_outcomes_body
+from .capture import CaptureWriter, parse_outcomes_body, read_settings, write_settings
 from .experiment import Experiment
 from .metrics import Metrics, endpoint_label
 from .routes import Routes, RoutesError, Variant
@@ -70,7 +70,7 @@ class Front:
         self.metrics.help["deploykit_mirror_dropped_total"] = "Copies for a shadow dropped because its queue was full."
         self.metrics.help["deploykit_capture_dropped_total"] = "Answered requests not captured although sampled."
         self.experiment = Experiment(state_dir)
-        self.capture = CaptureWriter(state_dir, name, **self._capture_settings())
+        self.capture = CaptureWriter(state_dir, name, **read_settings(state_dir))
         self.mirrors: asyncio.Queue | None = None
         self.started = time.time()
         self._tasks: list[asyncio.Task] = []
@@ -103,28 +103,12 @@ class Front:
             self.supervisor.routed(routes.upstreams())
 
     # -- capture ----------------------------------------------------------------------------------------
-    def _capture_path(self) -> str:
-        return os.path.join(self.state_dir, "capture.json")
-
-    def _capture_settings(self) -> dict:
-        """The capture settings deploy() last gave (``capture=``, ``capture_retention=``); by default every
-        request, kept 30 days or 5M rows."""
-        try:
-            with open(self._capture_path()) as handle:
-                return json.load(handle)
-        except (OSError, ValueError):
-            return {"fraction": 1.0, "retention": None}
-
     def set_capture(self, fraction: float, retention) -> dict:
-        settings = {"fraction": float(fraction), "retention": retention}
-        replacement = CaptureWriter(self.state_dir, self.name, **settings)  # raises on a bad setting, before anything changes
+        """Capture with the settings deploy() gave (``capture=``, ``capture_retention=``) from now on."""
+        replacement = CaptureWriter(self.state_dir, self.name, fraction, retention=retention)  # raises on a bad one
         previous, self.capture = self.capture, replacement
         previous.close()
-        scratch = self._capture_path() + ".new"
-        with open(scratch, "w") as handle:
-            json.dump(settings, handle)
-        os.replace(scratch, self._capture_path())
-        return settings
+        return write_settings(self.state_dir, fraction, retention)
 
     def _outcomes(self, request: Request) -> Response:
         """``POST /outcomes``: known labels, joined to captured predictions by request id."""
