@@ -113,8 +113,13 @@ def _explain(args, names):
 def _card(args, names):
     from .exceptions import ConfigError
 
+    if args.name == "approve" and args.approve_name:
+        return _approve(args, names)
+    if args.approve_name:
+        raise ArgumentError(f"card takes one name, got {args.name!r} and {args.approve_name!r}; "
+                            "to record a decision: card approve NAME --reviewer ... --role ...")
     running = {d.name: d for d in _deployments()}
-    source = running.get(args.name) or _saved(names, args.name, running)
+    source = (running.get(args.name) if not args.version else None) or _saved(names, args.name, running, args.version)
     card = source.card
     if card is None:
         raise ConfigError(f"{args.name} was packaged before model cards existed; package it again to give it one")
@@ -125,11 +130,27 @@ def _card(args, names):
     return card
 
 
-def _saved(names: Names, name: str, running: dict):
+def _approve(args, names):
+    """``card approve NAME``: the decision is recorded by the core, ``ModelCard.approve``."""
+    from .exceptions import ConfigError
+
+    if not args.reviewer or not args.role:
+        raise ArgumentError("card approve needs --reviewer 'Name <email>' and --role ROLE")
+    running = {d.name: d for d in _deployments()}
+    source = (running.get(args.approve_name) if not args.version else None) or _saved(names, args.approve_name, running,
+                                                                                     args.version)
+    card = source.card
+    if card is None:
+        raise ConfigError(f"{args.approve_name} was packaged before model cards existed; package it again to give it one")
+    card.approve(reviewer=args.reviewer, role=args.role, decision=args.decision, notes=args.notes)
+    return card
+
+
+def _saved(names: Names, name: str, running: dict, version: str | None = None):
     from .exceptions import ConfigError
 
     try:
-        return names.package(name, None)
+        return names.package(name, version)
     except ConfigError:
         listed = ", ".join(running) or "none"
         raise ConfigError(f"no running deployment or saved package named {name!r} (running: {listed})") from None

@@ -49,6 +49,7 @@ def deploy_magic(shell, line: str):
         %deploy predict NAME DATA [--proba]
         %deploy explain NAME DATA
         %deploy card NAME [--open] [--save DIR]
+        %deploy card approve NAME --reviewer 'NAME <EMAIL>' --role ROLE [--decision approved|rejected|conditions] [--notes TEXT]
         %deploy rollback NAME [--to VERSION]
         %deploy stop NAME
         %deploy build PACKAGE [--version V] [--tag TAG]

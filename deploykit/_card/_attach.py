@@ -62,10 +62,14 @@ def attach(inputs: CardInputs) -> ModelCard:
 
 def read_card(model_dir: Path, manifest: dict) -> ModelCard | None:
     """The package's card, after checking its sha256; None for a package made before cards existed."""
+    from . import _approvals
+
     record = manifest.get("artifacts", {}).get("card_json")
     if record is None:
         return None
-    return ModelCard(json.loads(artifacts.read_verified(Path(model_dir) / record["file"], record["sha256"])))
+    package_dir = Path(model_dir).parent
+    data = json.loads(artifacts.read_verified(Path(model_dir) / record["file"], record["sha256"]))
+    return ModelCard(data, approvals=_approvals.read(package_dir), sha256=record["sha256"], package_dir=package_dir)
 
 
 def refuse_on_errors(card: dict, findings: list[Finding], profile: str, action: str) -> None:
@@ -76,7 +80,8 @@ def refuse_on_errors(card: dict, findings: list[Finding], profile: str, action: 
     keys = [KEY_OF[f.field] for f in errors if f.field in KEY_OF]
     todo = ([f"fill card={{{', '.join(f'{k!r}: ...' for k in keys)}}}"] if keys else [])
     todo += sorted({f.fix for f in errors if f.field not in KEY_OF and f.fix})
-    listed = "; ".join(f"{f.field} ({f.source})" for f in errors)
+    listed = "; ".join(f"{f.field}{f': {f.problem}' if f.problem and f.problem != 'not filled' else ''} ({f.source})"
+                       for f in errors)
     raise CardValidationError(
         f"{action} {name} stopped: its model card has {len(errors)} error(s) under profile {profile!r}: {listed}. "
         f"To fix: {'; '.join(todo)}. card.validate({profile!r}) says why each is asked",
@@ -108,6 +113,9 @@ def check_deployable(pkg, profile: str | None = None) -> None:
             profile=profile, findings=stale)
     if profile:
         refuse_on_errors(data, validate(data, profile), profile, "deploying")
+        from . import _approvals
+
+        _approvals.require(card, profile)
 
 
 def _check_model_matches(pkg, card: ModelCard) -> None:
