@@ -258,6 +258,20 @@ def test_regressor_card(regressor):
     assert c["io"]["output"]["probabilities"] is None and c["io"]["decision_threshold"] is None
 
 
+def test_regressor_outcomes(regressor):
+    pkg, model, X_test, y_test = regressor
+    evaluation = pkg.card.to_dict()["evaluation"]
+    calibration = evaluation["calibration"]
+    assert calibration["kind"] == "regressor" and sum(b["count"] for b in calibration["bins"]) == len(y_test)
+    predicted = model.predict(X_test)
+    assert calibration["mean_bias"] == pytest.approx(float(np.mean(predicted - y_test)))
+    benchmarks = {b["kind"]: b for b in evaluation["benchmarks"]}
+    dummy = {m["name"]: m["value"] for m in benchmarks["dummy"]["metrics"]}
+    mean = float(np.mean(regressor[0].card.to_dict()["data"]["training"]["label_balance"]["mean"]))
+    assert dummy["mae"] == pytest.approx(float(np.mean(np.abs(y_test - mean))))
+    assert "ridge regression" in benchmarks["baseline"]["name"]
+
+
 def test_bootstrap_metrics_equal_sklearn_with_unit_weights():
     """The vectorised bootstrap computes exactly scikit-learn's metrics when every row counts once."""
     rng = np.random.default_rng(3)
@@ -451,6 +465,25 @@ def test_changelog_against_the_previous_version(binary, churn, gender):
     assert log["schema"] == {"added": [], "removed": [], "changed": [], "order_changed": False}
     assert "model.n_estimators 30 → 60" in log["summary"]
     assert second.card.to_dict()["model_card_toolkit"]["model_details"]["version"]["diff"].startswith(log["summary"])
+    assert log["same_rows"] and log["rows_note"] is None and log["fields"] == []
+    dropped = {(f["features"], f["name"]) for f in log["fairness"] if f["after"] is None}
+    assert ("age", "demographic_parity_difference") in dropped  # v2 no longer measures age
+    # the previous version, run on this version's rows, scores what its own card says
+    previous = {b["kind"]: b for b in second.card.to_dict()["evaluation"]["benchmarks"]}["previous"]
+    assert previous["available"] and previous["name"] == f"v{binary.version} (previous version)"
+    own = {m["name"]: m["value"] for m in previous["metrics"]}
+    assert own["roc_auc"] == pytest.approx(before["roc_auc"]["value"]) and own["recall"] == pytest.approx(before["recall"]["value"])
+
+    fields = {**FULL_FIELDS, "intended_use": ["rank customers for win-back calls"]}
+    third = deploykit.package(model, name="card-churn", X_train=X_train, y_train=y_train, X_test=X_test.iloc[:150],
+                              y_test=y_test.iloc[:150], card=fields, explain=False, fast_path=False, verbose=False)
+    log = third.card.to_dict()["changelog"]
+    assert not log["same_rows"] and "evaluated on different rows" in log["summary"] and "different rows" in log["rows_note"]
+    assert log["fields"] == [{"field": "intended_use", "before": ["rank customers for retention offers"],
+                              "after": ["rank customers for win-back calls"]}]
+    assert "card text changed: intended_use" in log["summary"]
+    html = third.card.to_html()
+    assert "were evaluated on different rows" in html[html.index('id="changelog"'):]
 
 
 def test_schema_diff():

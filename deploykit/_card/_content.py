@@ -88,11 +88,11 @@ def same_person(reviewer: str, author: dict | None) -> bool:
 
 
 def names_author(text: str, author: dict | None) -> bool:
-    """Whether free text (``validated_by``) names the author, by name, e-mail or login."""
+    """Whether free text (``validated_by``) names the author, by name or e-mail (a login is too short a word to look for)."""
     if not author:
         return False
     folded = _normal(text)
-    for identity in identities(author):
+    for identity in identities({"name": author.get("name"), "email": author.get("email")}):
         if identity and re.search(rf"(?<![\w@.]){re.escape(identity)}(?![\w@])", folded):
             return True
     return False

@@ -5,8 +5,8 @@ profile, a ``warning`` is shown), why the profile asks for it and the rule's sou
 filled only when it says something (:mod:`deploykit._card._content`: no placeholders, a paragraph where
 one is due). The sources point a reviewer at the text; they are a checklist aid, not legal advice.
 
-US bank model risk: SR 26-2 (Federal Reserve, OCC and FDIC, April 2026) supersedes SR 11-7 / OCC
-Bulletin 2011-12, which earlier versions of this profile cited.
+US bank model risk: SR 26-2 (April 2026, issued by the Federal Reserve with the OCC and FDIC) supersedes
+SR 11-7 (2011), which earlier versions of this profile cited. It is cited by topic, not by section.
 """
 
 from __future__ import annotations

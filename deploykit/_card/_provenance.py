@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -151,7 +152,10 @@ def author(user: dict) -> dict:
     except (KeyError, OSError):  # no login name in some containers
         pass
     if user.get("author"):
-        return {"name": user["author"], "email": None, "login": login, "source": "card field 'author'"}
+        email = re.search(r"[\w.+-]+@[\w-]+(\.[\w-]+)+", user["author"])
+        name = re.sub(r"<[^>]*>", " ", user["author"]).strip(" ,;") if email else user["author"]
+        return {"name": " ".join(name.split()) or None, "email": email.group(0) if email else None, "login": login,
+                "source": "card field 'author'"}
     name, email = _git_config("user.name"), _git_config("user.email")
     if name or email:
         return {"name": name, "email": email, "login": login, "source": "git config"}

@@ -57,7 +57,7 @@ def term(name: str) -> Markup:
 def interval(m: dict | None, digits: int = 3) -> str:
     if not m or m.get("ci_low") is None:
         return "—"
-    return f"{num(m['ci_low'], digits)} – {num(m['ci_high'], digits)}"
+    return f"[{num(m['ci_low'], digits)}, {num(m['ci_high'], digits)}]"
 
 
 def signed(value, digits: int = 3) -> str:

@@ -57,7 +57,7 @@ def _profile(card: dict) -> dict:
         note = ("checked against deploykit's internal basics only, not against a regulatory profile "
                 "(eu-ai-act-high-risk, us-bank-mrm, hipaa)")
     return {"name": profile, "errors": errors, "warnings": warnings, "state": state, "text": text, "note": note,
-            "blocking": [f for f in findings if f["severity"] == "error"][:4]}
+            "findings": sorted(findings, key=lambda f: f["severity"] != "error")[:4]}
 
 
 def _review(card: dict) -> dict:
