@@ -61,6 +61,7 @@ def build(inputs: CardInputs) -> dict:
         "$schema": ENVELOPE_SCHEMA,
         "card_format": CARD_FORMAT,
         "generated_by": f"deploykit {__version__}",
+        "review": {"validated_by": user.get("validated_by"), "author": _provenance.author(user), "approvals": []},
         "model_details": _model_details(inputs),
         "intended_use": _intended_use(user),
         "data": _data_section(inputs),
@@ -75,7 +76,6 @@ def build(inputs: CardInputs) -> dict:
                      "tradeoffs": user.get("tradeoffs", [])}
     card["risks"]["hints"] = hints(card, m)
     card["deployment"] = _deployment(m, user)
-    card["review"] = {"validated_by": user.get("validated_by"), "author": _provenance.author(user), "approvals": []}
     card["plots"] = plots
     card["changelog"] = changelog(card, m, previous)
     card["changelog"]["summary"] = changelog_summary(card["changelog"])
