@@ -127,6 +127,11 @@ def _show_explanation(args, explanation) -> None:
 
 
 def _show_card(args, card) -> None:
+    if args.name == "approve" and args.approve_name:
+        decision = card.approvals[-1]
+        print(f"recorded: {decision['decision']} by {decision['reviewer']} ({decision['role']}) on {card.name} "
+              f"v{card.version}, card sha256 {decision['card_sha256'][:12]}…; review status: {card.review['status']}")
+        return
     if args.format == "markdown":
         print(card.to_markdown(images=None))
     elif args.format == "html":
@@ -135,6 +140,7 @@ def _show_card(args, card) -> None:
         print(card.to_json(), end="")
     else:
         print(repr(card))
+        print(f"  review: {card.review['status']}")
         for finding in card.findings:
             print(f"  {finding.severity}: {finding.field}: {finding.message}")
     if args.save:

@@ -117,11 +117,27 @@ def _explain(args, names):
 def _card(args, names):
     from ._deployment import card_of
 
-    card, address = card_of(args.name, saved=lambda name: names.package(name, None))
+    if args.name == "approve" and args.approve_name:
+        return _approve(args, names)
+    if args.approve_name:
+        raise ArgumentError(f"card takes one name, got {args.name!r} and {args.approve_name!r}; "
+                            "to record a decision: card approve NAME --reviewer ... --role ...")
+    card, address = card_of(args.name, saved=lambda name: names.package(name, args.version), version=args.version)
     if args.save:
         card.save(args.save)
     if args.open:
         _open_in_browser(address)
+    return card
+
+
+def _approve(args, names):
+    """``card approve NAME``: the decision is recorded by the core, ``ModelCard.approve``."""
+    from ._deployment import card_of
+
+    if not args.reviewer or not args.role:
+        raise ArgumentError("card approve needs --reviewer 'Name <email>' and --role ROLE")
+    card, _ = card_of(args.approve_name, saved=lambda name: names.package(name, args.version), version=args.version)
+    card.approve(reviewer=args.reviewer, role=args.role, decision=args.decision, notes=args.notes)
     return card
 
 

@@ -249,16 +249,16 @@ def find(name: str) -> Deployment:
 
 
 
-def card_of(name: str, saved: Callable[[str], Package] | None = None) -> tuple[Any, str]:
-    """The model card of the running deployment ``name``, else of the saved package ``name`` (found by
-    ``saved``, :meth:`Package.load` by default); and the address of its HTML page (the service's
-    ``/card``, or the package's file)."""
+def card_of(name: str, saved: Callable[[str], Package] | None = None, version: str | None = None) -> tuple[Any, str]:
+    """The model card of the running deployment ``name`` (unless a ``version`` is asked for), else of the
+    saved package ``name`` (found by ``saved``, :meth:`Package.load` by default); and the address of its
+    HTML page (the service's ``/card``, or the package's file)."""
     running = {d.name: d for d in deployments()}
-    if name in running:
+    if name in running and version is None:
         source, address = running[name].package, f"{running[name].url}/card"
     else:
         try:
-            source = (saved or Package.load)(name)
+            source = (saved or (lambda n: Package.load(n, version=version)))(name)
         except ConfigError:
             listed = ", ".join(running) or "none"
             raise ConfigError(f"no running deployment or saved package named {name!r} (running: {listed})") from None

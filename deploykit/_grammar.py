@@ -40,8 +40,11 @@ EXAMPLES: dict[str, tuple[list[str], list[str] | None]] = {
                 ["%deploy predict churn X_test", "%deploy predict churn X_test --proba"]),
     "explain": (["deploykit explain churn customer.json"], ["%deploy explain churn X_test"]),
     "card": (["deploykit card churn", "deploykit card churn --open", "deploykit card churn --format markdown > CARD.md",
-              "deploykit card churn --save review/"],
-             ["%deploy card churn", "%deploy card churn --open"]),
+              "deploykit card churn --save review/",
+              "deploykit card approve churn --version 3 --reviewer 'Ana Ruiz <ana@bank.example>' --role 'model validation' "
+              "--decision approved --notes 'see MRM-231'"],
+             ["%deploy card churn", "%deploy card churn --open",
+              "%deploy card approve churn --reviewer 'Ana Ruiz <ana@bank.example>' --role 'model validation' --decision approved"]),
     "rollback": (["deploykit rollback churn", "deploykit rollback churn --to 3"],
                  ["%deploy rollback churn", "%deploy rollback churn --to 3"]),
     "promote": (["deploykit promote churn"], ["%deploy promote churn"]),
@@ -125,11 +128,20 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _card_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="deployment name, or saved package name")
+    from ._card._approvals import DECISIONS
+
+    p.add_argument("name", help="deployment name, or saved package name; or `approve` followed by the name")
+    p.add_argument("approve_name", nargs="?", metavar="NAME", help="with `approve`: the package whose card is decided on")
+    p.add_argument("--version", help="saved package version (default: the running deployment's, else the newest)")
     p.add_argument("--open", action="store_true", help="open the card's HTML page in a web browser")
     p.add_argument("--format", choices=["summary", "markdown", "html", "json"], default="summary",
                    help="what the CLI prints (default: summary)")
     p.add_argument("--save", metavar="DIR", help="write card.html, card.md, card.json and the plots into DIR")
+    review = p.add_argument_group("card approve NAME: record a review decision on the card")
+    review.add_argument("--reviewer", help="who decides: 'Name <email>' (not the model's author)")
+    review.add_argument("--role", help="the reviewer's role, e.g. 'model validation'")
+    review.add_argument("--decision", choices=DECISIONS, default="approved", help="approved (default), rejected or conditions")
+    review.add_argument("--notes", help="why; required for rejected and conditions")
 
 
 def _rollback_arguments(p: argparse.ArgumentParser) -> None:

@@ -50,6 +50,7 @@ def deploy_magic(shell, line: str):
         %deploy predict NAME DATA [--proba]
         %deploy explain NAME DATA
         %deploy card NAME [--open] [--save DIR]
+        %deploy card approve NAME --reviewer 'NAME <EMAIL>' --role ROLE [--decision approved|rejected|conditions] [--notes TEXT]
         %deploy rollback NAME [--to VERSION]
         %deploy NEW_PKG --name NAME --strategy shadow|canary|ab [--traffic F] [--steps F ...] [--sticky FIELD]
         %deploy promote NAME

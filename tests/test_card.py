@@ -34,12 +34,12 @@ FULL_FIELDS = {
     "decision_role": "advisory",
     "human_oversight": "a campaign manager reviews every list before offers go out",
     "contest": "customers write to support, who can remove them from a campaign",
-    "provenance": "synthetic churn table from deploykit.demo.make_churn",
+    "provenance": "synthetic churn table from deploykit.demo.make_churn, split by row order into training and test rows",
     "time_range": "synthetic; no time dimension",
     "limitations": ["not validated on business customers"],
     "risks": [{"name": "offers skew towards month-to-month customers", "mitigation": "budget caps per segment"}],
-    "monitoring": "weekly AUC on labelled outcomes",
-    "logging": "requests kept 30 days",
+    "monitoring": "the analytics team checks weekly AUC on labelled outcomes",
+    "logging": "the gateway keeps request logs for 30 days",
 }
 
 
@@ -167,11 +167,13 @@ def test_binary_card_fairness_recomputed_by_hand(binary, churn, churn_model, gen
         assert group["small"] == (len(rows) < 30)
         rates[value] = group
     differences = fairness["by_feature"][0]["differences"]
-    selection = [g["selection_rate"] for g in rates.values()]
+    compared = [g for g in rates.values() if g["count"] >= 30]  # the small group is shown but never compared
+    assert len(compared) == 2 and fairness["by_feature"][0]["groups_compared"] == 2
+    selection = [g["selection_rate"] for g in compared]
     assert differences["demographic_parity_difference"] == pytest.approx(max(selection) - min(selection))
-    tpr, fpr = [g["tpr"] for g in rates.values()], [g["fpr"] for g in rates.values()]
+    tpr, fpr = [g["tpr"] for g in compared], [g["fpr"] for g in compared]
     assert differences["equalized_odds_difference"] == pytest.approx(max(max(tpr) - min(tpr), max(fpr) - min(fpr)))
-    assert by_gender["gender=nonbinary"]["small"] and any("nonbinary" in f for f in fairness["flagged"])
+    assert by_gender["gender=nonbinary"]["insufficient"] and any("nonbinary" in f for f in fairness["flagged"])
     ages = fairness["by_feature"][1]["groups"]
     assert len(ages) == 4 and sum(g["count"] for g in ages) == len(X_test)  # quartile bands of a numeric column
     intersection = fairness["intersection"]
@@ -254,6 +256,20 @@ def test_regressor_card(regressor):
         rows = X_test["sex"].astype(str) == group["values"]["sex"]
         assert group["mae"] == pytest.approx(metrics.mean_absolute_error(y_test[rows], predicted[rows.to_numpy()]))
     assert c["io"]["output"]["probabilities"] is None and c["io"]["decision_threshold"] is None
+
+
+def test_regressor_outcomes(regressor):
+    pkg, model, X_test, y_test = regressor
+    evaluation = pkg.card.to_dict()["evaluation"]
+    calibration = evaluation["calibration"]
+    assert calibration["kind"] == "regressor" and sum(b["count"] for b in calibration["bins"]) == len(y_test)
+    predicted = model.predict(X_test)
+    assert calibration["mean_bias"] == pytest.approx(float(np.mean(predicted - y_test)))
+    benchmarks = {b["kind"]: b for b in evaluation["benchmarks"]}
+    dummy = {m["name"]: m["value"] for m in benchmarks["dummy"]["metrics"]}
+    mean = float(np.mean(regressor[0].card.to_dict()["data"]["training"]["label_balance"]["mean"]))
+    assert dummy["mae"] == pytest.approx(float(np.mean(np.abs(y_test - mean))))
+    assert "ridge regression" in benchmarks["baseline"]["name"]
 
 
 def test_bootstrap_metrics_equal_sklearn_with_unit_weights():
@@ -448,7 +464,26 @@ def test_changelog_against_the_previous_version(binary, churn, gender):
     assert rows["accuracy"]["before"] == before["accuracy"]["value"] and rows["accuracy"]["after"] == after["accuracy"]["value"]
     assert log["schema"] == {"added": [], "removed": [], "changed": [], "order_changed": False}
     assert "model.n_estimators 30 → 60" in log["summary"]
-    assert second.card.to_dict()["model_card_toolkit"]["model_details"]["version"]["diff"] == log["summary"]
+    assert second.card.to_dict()["model_card_toolkit"]["model_details"]["version"]["diff"].startswith(log["summary"])
+    assert log["same_rows"] and log["rows_note"] is None and log["fields"] == []
+    dropped = {(f["features"], f["name"]) for f in log["fairness"] if f["after"] is None}
+    assert ("age", "demographic_parity_difference") in dropped  # v2 no longer measures age
+    # the previous version, run on this version's rows, scores what its own card says
+    previous = {b["kind"]: b for b in second.card.to_dict()["evaluation"]["benchmarks"]}["previous"]
+    assert previous["available"] and previous["name"] == f"v{binary.version} (previous version)"
+    own = {m["name"]: m["value"] for m in previous["metrics"]}
+    assert own["roc_auc"] == pytest.approx(before["roc_auc"]["value"]) and own["recall"] == pytest.approx(before["recall"]["value"])
+
+    fields = {**FULL_FIELDS, "intended_use": ["rank customers for win-back calls"]}
+    third = deploykit.package(model, name="card-churn", X_train=X_train, y_train=y_train, X_test=X_test.iloc[:150],
+                              y_test=y_test.iloc[:150], card=fields, explain=False, fast_path=False, verbose=False)
+    log = third.card.to_dict()["changelog"]
+    assert not log["same_rows"] and "evaluated on different rows" in log["summary"] and "different rows" in log["rows_note"]
+    assert log["fields"] == [{"field": "intended_use", "before": ["rank customers for retention offers"],
+                              "after": ["rank customers for win-back calls"]}]
+    assert "card text changed: intended_use" in log["summary"]
+    html = third.card.to_html()
+    assert "were evaluated on different rows" in html[html.index('id="changelog"'):]
 
 
 def test_schema_diff():
@@ -472,7 +507,7 @@ def test_formats_and_save(binary, tmp_path):
     written = card.save(tmp_path, stem="churn")
     assert json.loads(written["json"].read_text()) == card.to_dict()
     assert deploykit.ModelCard.load(tmp_path / "churn.json").to_dict() == card.to_dict()
-    assert set(written["plots"]) == {"roc", "confusion_matrix", "fairness", "shap_summary"}
+    assert set(written["plots"]) == {"roc", "confusion_matrix", "calibration", "fairness", "shap_summary"}
     markdown = written["markdown"].read_text()
     assert markdown.startswith("---\n")
     front = yaml.safe_load(markdown.split("---\n")[1])
@@ -487,6 +522,7 @@ def test_formats_and_save(binary, tmp_path):
         assert heading in markdown, heading
     html = written["html"].read_text()
     assert html.startswith("<!DOCTYPE html>") and "Generated by deploykit" in html
+    assert html.index('id="verdict"') < html.index('id="details"')  # the verdict comes first
     for anchor in ("details", "use", "data", "io", "evaluation", "fairness", "explainability", "risks", "deployment",
                    "changelog", "validation"):
         assert f'<section id="{anchor}">' in html, anchor
@@ -504,7 +540,7 @@ def _inline_pngs(html: str) -> list[bytes]:
 
 def test_html_carries_its_plots_inline(binary):
     pngs = _inline_pngs(binary.card.to_html())
-    assert len(pngs) == 4
+    assert len(pngs) == 5
     for png in pngs:
         width, height = _png_size(png)
         assert 300 <= width <= 1200 and 250 <= height <= 1400, (width, height)

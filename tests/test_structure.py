@@ -130,26 +130,19 @@ def test_child_programs_are_modules_not_strings():
 
 
 def test_front_ends_do_not_name_targets():
-    """The CLI, magic, panel, run and the demo take target names from the registry."""
-    for name in ("_cli.py", "_magic.py", "_panel.py", "_run.py", "_commands.py", "_grammar.py", "_deploy.py",
-                 "_deployment.py", "_release.py", "_rollback.py"):
-        text = (PACKAGE / name).read_text()
-        tree = ast.parse(text)
-        literals = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in ("docker", "local")
-                    and not _is_docstring_or_default(n, tree)]
-        assert literals == [], name
-
-
-def _is_docstring_or_default(node, tree) -> bool:
-    """Defaults (``target="local"``) and docstrings may name a target; logic may not."""
-    for parent in ast.walk(tree):
-        if isinstance(parent, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            if any(d is node for d in parent.args.defaults + parent.args.kw_defaults):
-                return True
-        if isinstance(parent, ast.Call):
-            if any(isinstance(k.value, ast.Constant) and k.value is node and k.arg == "default" for k in parent.keywords):
-                return True
-    return False
+    """The CLI, magic, panel, run, the commands and the release layer take target names from the registry:
+    none compares a value with a target's name, or lists the targets itself."""
+    names = {"docker", "local", "swarm", "kubernetes"}
+    for name in ("_cli.py", "_magic.py", "_panel.py", "_panel_experiment.py", "_run.py", "_commands.py", "_grammar.py",
+                 "_deploy.py", "_deployment.py", "_release.py", "_rollback.py", "_experiments.py"):
+        tree = ast.parse((PACKAGE / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare):
+                constants = [n.value for n in ast.walk(node) if isinstance(n, ast.Constant)]
+                assert not names & set(constants), f"{name} line {node.lineno} branches on a target's name"
+            if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+                constants = {e.value for e in node.elts if isinstance(e, ast.Constant)}
+                assert len(names & constants) < 2, f"{name} line {node.lineno} lists targets itself"
 
 
 def test_a_new_target_is_one_registry_entry(monkeypatch):

@@ -66,7 +66,8 @@ def refuse_on_errors(card: dict, findings: list[Finding], profile: str, action: 
     keys = [KEY_OF[f.field] for f in errors if f.field in KEY_OF]
     todo = ([f"fill card={{{', '.join(f'{k!r}: ...' for k in keys)}}}"] if keys else [])
     todo += sorted({f.fix for f in errors if f.field not in KEY_OF and f.fix})
-    listed = "; ".join(f"{f.field} ({f.source})" for f in errors)
+    listed = "; ".join(f"{f.field}{f': {f.problem}' if f.problem and f.problem != 'not filled' else ''} ({f.source})"
+                       for f in errors)
     raise CardValidationError(
         f"{action} {name} stopped: its model card has {len(errors)} error(s) under profile {profile!r}: {listed}. "
         f"To fix: {'; '.join(todo)}. card.validate({profile!r}) says why each is asked",
@@ -98,6 +99,9 @@ def check_deployable(pkg, profile: str | None = None) -> None:
             profile=profile, findings=stale)
     if profile:
         refuse_on_errors(data, validate(data, profile), profile, "deploying")
+        from . import _approvals
+
+        _approvals.require(card, profile)
 
 
 def _check_model_matches(pkg, card: ModelCard) -> None:

@@ -14,12 +14,15 @@ from .._runtime import artifacts
 from .._runtime.jsonschema import instance_schema
 from .._runtime.schema import InstanceValidator
 from .._version import __version__
-from . import _data, _plots, _provenance
+from . import _data, _outcomes, _plots, _provenance
 from ._evaluate import evaluate
+from ._hints import changelog_summary, hints
 from ._profiles import validate
 
 CARD_FORMAT = 1
 ENVELOPE_SCHEMA = "urn:deploykit:model-card:1"
+# The only fields that differ when the same inputs make a card twice (the rest is byte-identical).
+TIMESTAMPED = ("model_details.created", "changelog.previous_created")
 
 
 @dataclass
@@ -37,6 +40,9 @@ class CardInputs:
     sensitive_notes: list[str] = field(default_factory=list)
     user: dict = field(default_factory=dict)
     profile: str | None = None
+    positive: Any = None  # resolved by decision_settings(): the positive class of a binary classifier
+    threshold: float | None = None  # the card's decision threshold, None for the model's own predict
+    favourable: Any = None
 
     def model_input(self, frame: pd.DataFrame):
         return frame.to_numpy() if self.manifest.get("input_kind") == "array" else frame
@@ -44,34 +50,36 @@ class CardInputs:
 
 def build(inputs: CardInputs) -> dict:
     """The card's JSON envelope (see ``docs/model-card.schema.json``)."""
+    from ._changelog import changelog, previous_package
+
     m, user = inputs.manifest, inputs.user
+    decision_settings(inputs)
     plots: dict[str, dict] = {}
-    predicted, proba = _predictions(inputs)
+    predicted, proba, own = _predictions(inputs)
+    previous = previous_package(m)
     card = {
         "$schema": ENVELOPE_SCHEMA,
         "card_format": CARD_FORMAT,
         "generated_by": f"deploykit {__version__}",
+        "review": {"validated_by": user.get("validated_by"), "author": _provenance.author(user), "approvals": []},
         "model_details": _model_details(inputs),
         "intended_use": _intended_use(user),
         "data": _data_section(inputs),
-        "io": _io(inputs, predicted, proba),
-        "evaluation": _evaluation(inputs, predicted, proba, plots),
-        "fairness": _fairness(inputs, predicted, plots),
-        "explainability": _explainability(inputs, plots),
+        "io": _io(inputs, predicted, proba, own),
     }
-    card["risks"] = {
-        "limitations": user.get("limitations", []),
-        "risks": user.get("risks", []),
-        "tradeoffs": user.get("tradeoffs", []),
-        "hints": _hints(card, m),
-    }
+    label = (card["data"]["evaluation"] or {}).get("label", "held-out data")
+    card["evaluation"] = _evaluation(inputs, predicted, proba, plots, label, previous)
+    card["fairness"] = _fairness(inputs, predicted, proba, plots)
+    _calibration_plot(inputs, proba, card["fairness"], plots)
+    card["explainability"] = _explainability(inputs, plots, label)
+    card["risks"] = {"limitations": user.get("limitations", []), "risks": user.get("risks", []),
+                     "tradeoffs": user.get("tradeoffs", [])}
+    card["risks"]["hints"] = hints(card, m)
     card["deployment"] = _deployment(m, user)
-    card["review"] = {"validated_by": user.get("validated_by")}
     card["plots"] = plots
-    from ._changelog import changelog
-
-    card["changelog"] = changelog(card, m)
-    card["changelog"]["summary"] = _changelog_summary(card["changelog"])
+    card["changelog"] = changelog(card, m, previous)
+    card["changelog"]["summary"] = changelog_summary(card["changelog"])
+    card["changelog"]["approvals"] = []  # shown from approvals.json when the card is loaded
     profile = inputs.profile or "internal"
     card["validation"] = {"profile": profile, "findings": [f.to_dict() for f in validate(card, profile)]}
     from ._mct import to_mct
@@ -93,16 +101,55 @@ def clean(value: Any) -> Any:
     return value
 
 
-# -- sections ------------------------------------------------------------------------------------------
+# -- decision settings -------------------------------------------------------------------------------------
+def decision_settings(inputs: CardInputs) -> None:
+    """Resolve ``positive_class``, ``decision_threshold`` and ``favourable_class`` against the model's classes."""
+    from ..exceptions import ConfigError
+
+    m, user = inputs.manifest, inputs.user
+    given = [k for k in ("positive_class", "decision_threshold", "favourable_class") if k in user]
+    if m["task"] != "binary":
+        if given:
+            raise ConfigError(f"card fields {given} apply to binary classifiers; {m['name']} is a {m['task']} model")
+        return
+    classes = m["classes"]
+    inputs.positive = _class_named(user.get("positive_class", classes[1]), classes, "positive_class")
+    inputs.favourable = _class_named(user.get("favourable_class", next(c for c in classes if c != inputs.positive)),
+                                     classes, "favourable_class")
+    inputs.threshold = user.get("decision_threshold")
+    if inputs.threshold is not None and not hasattr(inputs.model, "predict_proba"):
+        raise ConfigError("card field 'decision_threshold' needs a model with predict_proba")
+
+
+def _class_named(value, classes: list, key: str):
+    from ..exceptions import ConfigError
+
+    for label in classes:
+        if label == value or str(label) == str(value):
+            return label
+    raise ConfigError(f"card field {key!r} is {value!r}, which is not one of the model's classes {classes}")
+
+
 def _predictions(inputs: CardInputs):
+    """Labels at the card's decision settings, probabilities, and the model's own labels."""
     if inputs.test is None:
-        return None, None
+        return None, None, None
     X = inputs.model_input(inputs.test)
-    predicted = np.asarray(inputs.model.predict(X))
+    own = np.asarray(inputs.model.predict(X))
     proba = np.asarray(inputs.model.predict_proba(X), dtype="float64") if inputs.manifest["task"] != "regression" else None
-    return predicted, proba
+    return apply_threshold(inputs, proba, own), proba, own
 
 
+def apply_threshold(inputs: CardInputs, proba, own):
+    """Flag the positive class where its probability reaches the threshold; the model's own labels without one."""
+    if inputs.threshold is None or proba is None:
+        return own
+    classes = inputs.manifest["classes"]
+    other = next(c for c in classes if c != inputs.positive)
+    return np.where(proba[:, classes.index(inputs.positive)] >= inputs.threshold, inputs.positive, other)
+
+
+# -- sections ------------------------------------------------------------------------------------------
 def _model_details(inputs: CardInputs) -> dict:
     m, user = inputs.manifest, inputs.user
     steps = _provenance.pipeline_steps(inputs.model)
@@ -116,11 +163,13 @@ def _model_details(inputs: CardInputs) -> dict:
         "architecture": " → ".join(f"{s['step']}: {s['class'].rsplit('.', 1)[-1]}" for s in top)
         if len(steps) > 1 else steps[0]["class"].rsplit(".", 1)[-1],
         "steps": steps,
+        "seeds": _provenance.seeds(inputs.model),
         "artifact": {k: m["artifacts"]["model"][k] for k in ("file", "format", "sha256")},
         "model_sha256": m["artifacts"]["model"]["sha256"],
         "libraries": m["model_libraries"],
         "python": m["python"],
         "deploykit_version": m["deploykit_version"],
+        "environment": _provenance.environment(m, inputs.model_dir),
         "custom_code": m.get("custom_code", []),
         "parity": m.get("parity"),
         "git": _provenance.git_commit(),
@@ -145,6 +194,8 @@ def _intended_use(user: dict) -> dict:
 
 
 def _data_section(inputs: CardInputs) -> dict:
+    from ._fairness import MIN_GROUP
+
     task = inputs.manifest["task"]
     training = {"rows": len(inputs.train), "sha256": _data.dataset_sha256(inputs.train, inputs.y_train),
                 "labelled": inputs.y_train is not None, "label_balance": _data.label_balance(inputs.y_train, task)}
@@ -152,7 +203,7 @@ def _data_section(inputs: CardInputs) -> dict:
     if inputs.test is not None:
         evaluation = {"rows": len(inputs.test), "sha256": _data.dataset_sha256(inputs.test, inputs.y_test),
                       "labelled": inputs.y_test is not None, "label_balance": _data.label_balance(inputs.y_test, task),
-                      "overlap_with_training": _data.overlap_share(inputs.train, inputs.test)}
+                      **_data.overlap_facts(inputs.train, inputs.test)}
     sensitive = list(inputs.sensitive.columns) if inputs.sensitive is not None else []
     return {
         "training": training,
@@ -161,13 +212,14 @@ def _data_section(inputs: CardInputs) -> dict:
         "features": _data.feature_table(inputs.manifest["schema"], inputs.train, inputs.test, sensitive),
         "sensitive_features": sensitive,
         "sensitive_notes": inputs.sensitive_notes,
+        "sensitive_summary": _data.sensitive_summary(inputs.sensitive, MIN_GROUP) if inputs.sensitive is not None else [],
         "provenance": inputs.user.get("provenance"),
         "time_range": inputs.user.get("time_range"),
         "deidentification": inputs.user.get("deidentification"),
     }
 
 
-def _io(inputs: CardInputs, predicted, proba) -> dict:
+def _io(inputs: CardInputs, predicted, proba, own) -> dict:
     m = inputs.manifest
     classes = m.get("classes")
     target = getattr(inputs.y_train, "name", None) or "the target"
@@ -183,36 +235,61 @@ def _io(inputs: CardInputs, predicted, proba) -> dict:
         "max_batch": m["schema"].get("max_batch"),
         "classes": classes,
         "output": output,
-        "decision_threshold": _threshold(m["task"], classes, predicted, proba),
+        "decision_threshold": _threshold(inputs, own, proba),
     }
 
 
-def _threshold(task: str, classes, predicted, proba) -> dict | None:
-    if task != "binary":
+def _threshold(inputs: CardInputs, own, proba) -> dict | None:
+    """The decision settings every metric uses, and whether the served /predict applies the same rule."""
+    m = inputs.manifest
+    if m["task"] != "binary":
         return None
-    rule = f"predict returns {classes[1]!r} when P({classes[1]!r}) > 0.5, else {classes[0]!r}"
-    if predicted is None:
-        return {"rule": rule, "checked_rows": 0, "agreement": None}
-    agreement = float(np.mean((predicted == classes[1]) == (proba[:, 1] > 0.5)))
-    if agreement < 1.0:
-        rule = f"predict does not simply threshold P({classes[1]!r}) at 0.5 (agrees on {agreement:.1%} of held-out rows)"
-    return {"rule": rule, "checked_rows": int(len(predicted)), "agreement": agreement}
+    classes, positive = m["classes"], inputs.positive
+    other = next(c for c in classes if c != positive)
+    threshold = 0.5 if inputs.threshold is None else inputs.threshold
+    rule = f"a row is flagged {positive!r} when P({positive!r}) ≥ {threshold:g}, else {other!r}"
+    settings = {"positive_class": positive, "threshold": threshold, "favourable_class": inputs.favourable,
+                "source": "card fields" if inputs.threshold is not None or "positive_class" in inputs.user else "defaults",
+                "rule": rule, "checked_rows": 0, "agreement": None, "served": None}
+    if own is None:
+        return settings
+    k = classes.index(positive)
+    agreement = float(np.mean((own == positive) == (proba[:, k] >= threshold)))
+    settings.update(checked_rows=int(len(own)), agreement=agreement)
+    if inputs.threshold is None:
+        settings["rule"] = (f"the model's own predict (it flags {positive!r} when P({positive!r}) > 0.5"
+                            + (")" if agreement == 1.0 else f"; it agrees with a 0.5 cut-off on {agreement:.1%} of the rows)"))
+        settings["served"] = "POST /predict returns these labels"
+    elif agreement < 1.0:
+        settings["served"] = (f"POST /predict returns the model's own labels, which differ from this threshold on "
+                              f"{1 - agreement:.1%} of the evaluation rows: apply P({positive!r}) ≥ {threshold:g} to "
+                              "POST /predict_proba to act on the decisions this card measures")
+    else:
+        settings["served"] = "POST /predict returns the same labels on every evaluation row"
+    return settings
 
 
-def _evaluation(inputs: CardInputs, predicted, proba, plots: dict) -> dict:
+def _evaluation(inputs: CardInputs, predicted, proba, plots: dict, label: str, previous) -> dict:
     if inputs.test is None or inputs.y_test is None:
-        return {"available": False, "reason": "no held-out labels: pass X_test and y_test to deploykit.package"}
+        return {"available": False, "reason": "no evaluation labels: pass X_test and y_test to deploykit.package"}
     m = inputs.manifest
     y_true = np.asarray(inputs.y_test)
-    result = {"available": True, **evaluate(y_true, predicted, proba, m["task"], m.get("classes"))}
+    result = {"available": True, "data": label,
+              **evaluate(y_true, predicted, proba, m["task"], m.get("classes"), positive=inputs.positive)}
     by_name = {metric["name"]: metric for metric in result["metrics"]}
     if m["task"] == "regression":
-        _draw(plots, "residuals", _plots.residuals, y_true, predicted)
+        result["calibration"] = _outcomes.regression_calibration(y_true, predicted)
+        _draw(plots, "residuals", _plots.residuals, y_true, predicted, label)
     else:
         if by_name["roc_auc"]["value"] is not None:
-            _draw(plots, "roc", _plots.roc, y_true, proba, m["task"], m["classes"], by_name)
+            _draw(plots, "roc", _plots.roc, y_true, proba, m["task"], m["classes"], by_name, label, inputs.positive)
         matrix = result["confusion_matrix"]
-        _draw(plots, "confusion_matrix", _plots.confusion, matrix["matrix"], matrix["labels"])
+        _draw(plots, "confusion_matrix", _plots.confusion, matrix["matrix"], matrix["labels"], label)
+        if m["task"] == "binary":
+            score = proba[:, m["classes"].index(inputs.positive)]
+            result["calibration"] = _outcomes.calibration(y_true, score, inputs.positive)
+    decide = lambda p, own: apply_threshold(inputs, p, own)  # noqa: E731
+    result["benchmarks"] = _outcomes.benchmarks(inputs, y_true, (predicted, proba), decide, previous=previous)
     return result
 
 
@@ -222,19 +299,29 @@ def _draw(plots: dict, name: str, draw, *args) -> None:
         plots[name] = draw(*args)
 
 
-def _fairness(inputs: CardInputs, predicted, plots: dict) -> dict:
+def _fairness(inputs: CardInputs, predicted, proba, plots: dict) -> dict:
     if inputs.sensitive is None:
         return {"available": False, "reason": "no sensitive features declared: pass sensitive_features= to deploykit.package"}
     if inputs.y_test is None:
-        return {"available": False, "reason": "group metrics need held-out labels: pass y_test to deploykit.package"}
+        return {"available": False, "reason": "group metrics need evaluation labels: pass y_test to deploykit.package"}
     from ._fairness import fairness
 
-    section = fairness(inputs.y_test, predicted, inputs.sensitive, inputs.manifest["task"], inputs.manifest.get("classes"))
+    section = fairness(inputs.y_test, predicted, inputs.sensitive, inputs.manifest["task"], inputs.manifest.get("classes"),
+                       proba=proba, positive=inputs.positive, favourable=inputs.favourable)
     _draw(plots, "fairness", _plots.fairness, section)
     return section
 
 
-def _explainability(inputs: CardInputs, plots: dict) -> dict:
+def _calibration_plot(inputs: CardInputs, proba, fairness: dict, plots: dict) -> None:
+    """Overall reliability, and per group of the first sensitive feature when there is one."""
+    if proba is None or inputs.y_test is None or inputs.manifest["task"] != "binary":
+        return
+    score = proba[:, inputs.manifest["classes"].index(inputs.positive)]
+    _draw(plots, "calibration", _plots.calibration, np.asarray(inputs.y_test), score, inputs.positive, fairness,
+          inputs.sensitive)
+
+
+def _explainability(inputs: CardInputs, plots: dict, label: str) -> dict:
     from ._importance import global_importance
 
     m = inputs.manifest
@@ -242,20 +329,21 @@ def _explainability(inputs: CardInputs, plots: dict) -> dict:
     record = m["artifacts"]["background"]
     background = validator.frame(json.loads(artifacts.read_verified(inputs.model_dir / record["file"], record["sha256"])))
     source = inputs.test if inputs.test is not None else inputs.train
-    from .._schema import valid_indices
-    from .._schema import records
+    from .._schema import records, valid_indices
 
     rows = records(source.iloc[:400])
     usable = [rows[i] for i in valid_indices(m["schema"], rows)]
     section, values = global_importance(inputs.model, m, background, validator.frame(usable))
     if values is not None:
-        section["rows_from"] = "held-out data" if inputs.test is not None else "training data"
+        section["rows_from"] = label if inputs.test is not None else "training data"
         _draw(plots, "shap_summary", _plots.shap_summary, values["names"], values["values"], values["frame"],
-              section["ranking"], section["output"])
+              section["ranking"], section["output"], section["rows_from"])
     return section
 
 
 def _deployment(m: dict, user: dict) -> dict:
+    from ._operations import operations
+
     endpoints = [("POST", "/predict", "predictions")]
     if m["task"] != "regression":
         endpoints.append(("POST", "/predict_proba", "class probabilities"))
@@ -278,6 +366,7 @@ def _deployment(m: dict, user: dict) -> dict:
         "monitoring": user.get("monitoring"),
         "logging": user.get("logging"),
         "access_control": user.get("access_control"),
+        "operations": operations(),
     }
 
 
@@ -289,75 +378,3 @@ def _serving_path(m: dict) -> str:
                 f"(limit {fast['tolerance']:.0e}); responses say x-deploykit-path: onnx")
     reason = fast.get("reason", "not tried")
     return f"the model itself (scikit-learn path; x-deploykit-path: sklearn); compiled fast path not used: {reason}"
-
-
-def _hints(card: dict, m: dict) -> list[dict]:
-    hints = []
-    add = lambda kind, message: hints.append({"kind": kind, "message": message})  # noqa: E731
-    balance = card["data"]["training"]["label_balance"]
-    if balance and "shares" in balance:
-        label, share = min(balance["shares"].items(), key=lambda kv: kv[1])
-        if share < 0.2:
-            add("class_imbalance", f"class {label} is only {share:.1%} of the training rows: accuracy flatters the model; "
-                                   "read recall, precision and ROC AUC, and consider the decision threshold")
-    for group in card["fairness"].get("flagged", []):
-        add("small_group", f"group {group} has fewer than {card['fairness']['small_group_threshold']} held-out rows: "
-                           "its metrics are too noisy to rely on")
-    for analysis in card["fairness"].get("by_feature", []):
-        for name in ("demographic_parity_difference", "equalized_odds_difference"):
-            value = analysis["differences"].get(name)
-            if value is not None and value > 0.1:
-                add("fairness_gap", f"{name.replace('_', ' ')} across {analysis['features'][0]} is {value:.3f} (above 0.1)")
-    _range_hints(card["data"]["features"], add)
-    evaluation = card["data"]["evaluation"]
-    if evaluation and 0 < evaluation["overlap_with_training"] < 1:
-        add("overlap", f"{evaluation['overlap_with_training']:.1%} of the evaluation rows also occur in the training data")
-    if card["evaluation"].get("available") and card["evaluation"]["rows"] < 200:
-        add("small_evaluation", f"only {card['evaluation']['rows']} held-out rows: the confidence intervals are wide")
-    if m["artifacts"]["model"]["format"] == artifacts.CLOUDPICKLE:
-        add("serialisation", "the model is stored with cloudpickle, which runs code when loaded; deploykit verifies its "
-                             "sha256 first, so only load packages whose manifest you trust")
-    if not _plots.available():
-        add("plots", "the card has no plots because matplotlib is not installed: pip install 'deploykit[card]'")
-    if card["explainability"].get("kind") == "kernel":
-        add("explanations", "explanations use Kernel SHAP, an approximation over a background sample")
-    return hints
-
-
-def _range_hints(features: list[dict], add) -> None:
-    outside = [f for f in features if f.get("outside_range_share")]
-    for f in outside:
-        add("range", f"{f['outside_range_share']:.1%} of the evaluation rows have {f['name']} outside the training range "
-                     f"[{f['min']}, {f['max']}]: the model extrapolates there")
-    tails = [f for f in features if f.get("tail_share", 0) > 0.05]
-    if tails:
-        add("range", "held-out rows often sit near the edge of the observed range (outside the training 1st–99th "
-                     "percentiles) for " + ", ".join(f"{f['name']} ({f['tail_share']:.0%})" for f in tails))
-    add("range", "the service accepts numbers outside the observed training ranges (x-observed-range in /schema); "
-                 "predictions there are extrapolations")
-    for f in features:
-        if f.get("unseen_categories"):
-            add("unseen_category", f"{f['name']} takes values in the evaluation data never seen in training: "
-                                   + ", ".join(map(repr, f["unseen_categories"][:5])))
-
-
-def _changelog_summary(log: dict) -> str:
-    if not log.get("available"):
-        return log["reason"]
-    parts = []
-    for metric in log["metrics"]:
-        if metric["change"] is not None and abs(metric["change"]) > 1e-12:
-            parts.append(f"{metric['name']} {metric['before']:.4g} → {metric['after']:.4g}")
-    schema = log["schema"]
-    if schema["added"]:
-        parts.append("columns added: " + ", ".join(schema["added"]))
-    if schema["removed"]:
-        parts.append("columns removed: " + ", ".join(schema["removed"]))
-    if schema["changed"]:
-        parts.append(f"{len(schema['changed'])} column facts changed")
-    if log["model"]["estimator"]:
-        parts.append(f"estimator {log['model']['estimator']['before']} → {log['model']['estimator']['after']}")
-    if log["model"]["hyperparameters"]:
-        parts.append(", ".join(f"{h['parameter']} {h['before']} → {h['after']}" for h in log["model"]["hyperparameters"][:4]))
-    changes = "; ".join(parts) or "no metric, schema or hyperparameter changes"
-    return f"since v{log['previous_version']}: {changes}"

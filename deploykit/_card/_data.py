@@ -14,6 +14,8 @@ from ..exceptions import ConfigError, SchemaError
 # A numeric sensitive feature with more distinct values than this is cut into quantile bands.
 MAX_GROUP_VALUES = 12
 MISSING_GROUP = "(missing)"
+# Above this share of evaluation rows that are also training rows, the evaluation is not "held-out".
+HELD_OUT_MAX_OVERLAP = 0.01
 
 
 def _row_hashes(X: pd.DataFrame) -> np.ndarray:
@@ -31,7 +33,38 @@ def dataset_sha256(X: pd.DataFrame, y: Any = None) -> str:
 
 def overlap_share(train: pd.DataFrame, test: pd.DataFrame) -> float:
     """Share of the evaluation rows whose feature values also occur as a training row."""
-    return float(np.isin(_row_hashes(test), _row_hashes(train)).mean())
+    return float(overlap_mask(train, test).mean())
+
+
+def overlap_mask(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+    """For each evaluation row, whether a training row has exactly the same values (by row hash)."""
+    return np.isin(_row_hashes(test), _row_hashes(train))
+
+
+def overlap_facts(train: pd.DataFrame, test: pd.DataFrame) -> dict:
+    """How far the evaluation rows are unseen: counts, share, and what the evaluation may be called."""
+    mask = overlap_mask(train, test)
+    share = float(mask.mean()) if len(mask) else 0.0
+    return {"overlap_with_training": share, "overlap_rows": int(mask.sum()), "held_out": share <= HELD_OUT_MAX_OVERLAP,
+            "overlap_limit": HELD_OUT_MAX_OVERLAP, "label": data_label(share)}
+
+
+def data_label(share: float) -> str:
+    """What the evaluation rows are called in every format: held-out only when at most 1% were seen in training."""
+    if share <= HELD_OUT_MAX_OVERLAP:
+        return "held-out data"
+    return f"evaluation data ({share:.0%} of rows also in training, not held-out)"
+
+
+def sensitive_summary(sensitive: pd.DataFrame, min_group: int) -> list[dict]:
+    """Per sensitive feature: how many groups, how many of them large enough to compare, the largest share."""
+    rows = []
+    for column in sensitive.columns:
+        counts = sensitive[column].value_counts()
+        rows.append({"name": str(column), "groups": int(len(counts)), "comparable_groups": int((counts >= min_group).sum()),
+                     "largest_group": str(counts.index[0]) if len(counts) else None,
+                     "largest_share": float(counts.iloc[0] / counts.sum()) if len(counts) else None})
+    return rows
 
 
 def label_balance(y: Any, task: str) -> dict | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..exceptions import ConfigError
 
-TEXT, LIST, OWNERS, RISKS = "text", "list", "owners", "risks"
+TEXT, LIST, OWNERS, RISKS, VALUE, NUMBER = "text", "list", "owners", "risks", "value", "number"
 
 #: key -> (kind, where it goes in the card, what it means)
 USER_FIELDS: dict[str, tuple[str, str, str]] = {
@@ -43,6 +43,14 @@ USER_FIELDS: dict[str, tuple[str, str, str]] = {
     "logging": (TEXT, "deployment.logging", "what requests and decisions are logged, where, and for how long"),
     "access_control": (TEXT, "deployment.access_control", "who may call the service and how callers are authenticated"),
     "validated_by": (TEXT, "review.validated_by", "who independently reviewed the model, and when"),
+    "author": (TEXT, "review.author.name", "who developed the model (default: git user.name <user.email>, else the "
+               "login name); the author may not approve it"),
+    "positive_class": (VALUE, "io.decision_threshold.positive_class", "the class the model flags (e.g. 'default'); "
+                       "precision, recall, ROC AUC and group rates are about it (default: the second class)"),
+    "decision_threshold": (NUMBER, "io.decision_threshold.threshold", "the cut-off on P(positive class) at which a "
+                           "row is flagged (default 0.5, the model's own predict)"),
+    "favourable_class": (VALUE, "fairness.favourable_class", "the outcome people want (e.g. 'repaid'), for the "
+                         "adverse impact ratio (default: the class that is not the positive class)"),
 }
 
 DECISION_ROLES = ("advisory", "automated")
@@ -80,6 +88,14 @@ def read_user_fields(card: dict | None) -> dict:
 
 def _normalise(key: str, value):
     kind = USER_FIELDS[key][0]
+    if kind == VALUE:
+        if not isinstance(value, (str, int, bool)):
+            raise ConfigError(f"card field {key!r} must be a class label (text or a number), got {value!r}")
+        return value
+    if kind == NUMBER:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ConfigError(f"card field {key!r} must be a probability strictly between 0 and 1, got {value!r}")
+        return float(value)
     if kind == TEXT:
         if not isinstance(value, str):
             raise ConfigError(f"card field {key!r} must be text, got {type(value).__name__}: {value!r}")

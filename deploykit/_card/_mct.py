@@ -26,14 +26,28 @@ def to_mct(card: dict) -> dict:
     }
 
 
+def review_line(card: dict) -> str:
+    """The card's review status in one sentence (approvals are added when a card is shown, see _approvals)."""
+    from ._approvals import standing, summary
+
+    review = card.get("review") or {}
+    approvals = review.get("approvals") or []
+    text = summary(standing(approvals, review.get("card_sha256") or "", review.get("author")))
+    author = review.get("author") or {}
+    who = author.get("name") or author.get("login")
+    return f"Review: {text}" + (f". Author (recorded at packaging): {who}" if who else "")
+
+
 def _details(card: dict) -> dict:
     md = card["model_details"]
+    documentation = md["description"] or card["intended_use"]["summary"]
     details = {
         "name": md["name"],
         "overview": md["overview"] or f"{md['task']} model {md['estimator'].rsplit('.', 1)[-1]}, packaged by deploykit",
-        "documentation": md["description"] or card["intended_use"]["summary"],
+        "documentation": f"{review_line(card)}.\n\n{documentation}",
         "owners": [{k: v for k, v in owner.items() if v} for owner in md["owners"]],
-        "version": {"name": md["version"], "date": md["created"][:10], "diff": card["changelog"]["summary"]},
+        "version": {"name": md["version"], "date": md["created"][:10],
+                    "diff": f"{card['changelog']['summary']}. {review_line(card)}"},
         "references": [{"reference": url} for url in md["references"] if urlparse(url).scheme in ("http", "https")],
         "path": f"model/{md['artifact']['file']}",
     }
@@ -73,31 +87,53 @@ def _feature_text(feature: dict) -> str:
     return text
 
 
+def _metric(name: str, value, low, high, where: str) -> dict:
+    metric = {"type": name, "value": _text(value), "slice": where}
+    if low is not None and high is not None:
+        metric["confidence_interval"] = {"lower_bound": _text(low), "upper_bound": _text(high)}
+    return metric
+
+
 def _quantitative(card: dict) -> dict:
     metrics = []
     evaluation = card["evaluation"]
     if evaluation.get("available"):
-        for m in evaluation["metrics"]:
-            if m["value"] is None:
-                continue
-            metric = {"type": m["name"], "value": _text(m["value"]), "slice": "held-out"}
-            if m["ci_low"] is not None:
-                metric["confidence_interval"] = {"lower_bound": _text(m["ci_low"]), "upper_bound": _text(m["ci_high"])}
-            metrics.append(metric)
+        where = evaluation.get("data", "held-out data")
+        metrics += [_metric(m["name"], m["value"], m["ci_low"], m["ci_high"], where)
+                    for m in evaluation["metrics"] if m["value"] is not None]
+        for row in evaluation.get("per_class", []):
+            metrics += [_metric(m["name"], m["value"], m["ci_low"], m["ci_high"], f"{where}, class {row['class']}")
+                        for m in row["metrics"]]
+        for bench in evaluation.get("benchmarks", []):
+            if bench["available"]:
+                metrics += [_metric(f"{d['name']} difference", d["value"], d["ci_low"], d["ci_high"],
+                                    f"{where}, this model minus {bench['name']}")
+                            for d in bench["differences"] if d["value"] is not None]
     fairness = card["fairness"]
     if fairness.get("available"):
-        analyses = fairness["by_feature"] + ([fairness["intersection"]] if fairness["intersection"] else [])
-        for analysis in analyses:
-            for group in analysis["groups"]:
-                metrics += [{"type": name, "value": _text(group[name]), "slice": group["group"]}
-                            for name in fairness["metrics"] if group[name] is not None]
-            metrics += [{"type": name, "value": _text(value), "slice": " × ".join(analysis["features"])}
-                        for name, value in analysis["differences"].items() if value is not None]
+        metrics += _fairness_metrics(fairness)
     graphics = [{"name": p["title"], "image": p["png"]} for p in card["plots"].values()]
     return {
         "performance_metrics": metrics,
-        "graphics": {"description": "plots of the held-out evaluation, group metrics and SHAP values", "collection": graphics},
+        "graphics": {"description": "plots of the evaluation, calibration, group metrics and SHAP values", "collection": graphics},
     }
+
+
+def _fairness_metrics(fairness: dict) -> list[dict]:
+    metrics = []
+    for analysis in fairness["by_feature"] + ([fairness["intersection"]] if fairness["intersection"] else []):
+        for group in analysis["groups"]:
+            ci = group.get("ci") or {}
+            metrics += [_metric(name, group[name], *(ci.get(name) or [None, None]), group["group"])
+                        for name in fairness["metrics"] if group[name] is not None]
+        where = " × ".join(analysis["features"])
+        for gap in analysis.get("gaps") or []:
+            if gap["value"] is not None:
+                metrics.append(_metric(gap["name"], gap["value"], gap["ci_low"], gap["ci_high"], where))
+        impact = analysis.get("adverse_impact")
+        if impact:
+            metrics.append(_metric("adverse_impact_ratio", impact["ratio"], impact.get("ci_low"), impact.get("ci_high"), where))
+    return metrics
 
 
 def _considerations(card: dict) -> dict:

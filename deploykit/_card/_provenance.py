@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -110,3 +113,58 @@ def _candidates() -> list[str]:
 def _installed(path: Path) -> bool:
     prefixes = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix)}
     return any(parent in prefixes for parent in path.resolve().parents)
+
+
+_SEED_NAMES = ("random_state", "seed", "random_seed")
+
+
+def seeds(model: Any) -> list[dict]:
+    """Every seed parameter anywhere in the model (``random_state`` of each step, nested ones included).
+
+    A seed of None means the step draws a fresh one at every fit: refitting gives another model.
+    """
+    if not hasattr(model, "get_params"):
+        return []
+    found = []
+    for key, value in sorted(model.get_params(deep=True).items()):
+        if key.rsplit("__", 1)[-1] in _SEED_NAMES:
+            fixed = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            found.append({"parameter": key.replace("__", "."), "value": _jsonable(value), "fixed": fixed})
+    return found
+
+
+def environment(manifest: dict, model_dir: Path) -> dict:
+    """The requirements and the full lock the package pins, and the lock file's sha256."""
+    lock = list(manifest.get("lock", []))
+    path = Path(model_dir) / "requirements.lock"
+    data = path.read_bytes() if path.is_file() else ("\n".join(lock) + "\n").encode()
+    return {"requirements": list(manifest.get("requirements", [])), "lock": lock, "lock_file": "requirements.lock",
+            "lock_sha256": hashlib.sha256(data).hexdigest()}
+
+
+def author(user: dict) -> dict:
+    """Who packaged the model: the ``author`` card field, else git's user.name and user.email, else the login."""
+    import getpass
+
+    login = None
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        pass
+    if user.get("author"):
+        email = re.search(r"[\w.+-]+@[\w-]+(\.[\w-]+)+", user["author"])
+        name = re.sub(r"<[^>]*>", " ", user["author"]).strip(" ,;") if email else user["author"]
+        return {"name": " ".join(name.split()) or None, "email": email.group(0) if email else None, "login": login,
+                "source": "card field 'author'"}
+    name, email = _git_config("user.name"), _git_config("user.email")
+    if name or email:
+        return {"name": name, "email": email, "login": login, "source": "git config"}
+    return {"name": login, "email": None, "login": login, "source": "login name"}
+
+
+def _git_config(key: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "config", key], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

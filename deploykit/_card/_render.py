@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import json
 
+from markupsafe import Markup, escape
+
 from .._templates import read, render
+from ._compat import for_rendering
+from ._verdict import GLOSSARY, verdict
 
 LABELS = {
     "accuracy": "Accuracy", "precision": "Precision", "recall": "Recall", "f1": "F1", "roc_auc": "ROC AUC",
     "log_loss": "Log loss", "mae": "MAE", "rmse": "RMSE", "r2": "R²", "count": "n", "selection_rate": "Selection rate",
     "tpr": "True positive rate", "fpr": "False positive rate", "recall_macro": "Recall (macro)",
     "mean_prediction": "Mean prediction", "demographic_parity_difference": "Demographic parity difference",
-    "equalized_odds_difference": "Equalized odds difference",
+    "equalized_odds_difference": "Equalized odds difference", "gini": "Gini", "ks": "KS", "brier": "Brier score",
+    "mean_score": "Mean score", "observed_rate": "Observed rate", "favourable_rate": "Favourable rate",
+    "adverse_impact_ratio": "Adverse impact ratio",
 }
+# Which glossary entry explains a label.
+_TERMS = {"ROC AUC": "ROC AUC", "Gini": "Gini", "KS": "KS", "Recall": "Recall", "Precision": "Precision",
+          "Brier score": "Brier score", "Demographic parity difference": "Demographic parity difference",
+          "Equalized odds difference": "Equalized odds difference", "Adverse impact ratio": "Adverse impact ratio"}
 
 
 def num(value, digits: int = 3) -> str:
@@ -33,6 +43,25 @@ def pct(value) -> str:
 
 def label(name: str) -> str:
     return LABELS.get(name, name.replace("_", " "))
+
+
+def term(name: str) -> Markup:
+    """A metric's label, with its glossary definition as a tooltip (and a dotted underline) where there is one."""
+    text = label(name)
+    meaning = GLOSSARY.get(_TERMS.get(text, ""))
+    if meaning is None:
+        return Markup(escape(text))
+    return Markup(f'<abbr title="{escape(meaning)}">{escape(text)}</abbr>')
+
+
+def interval(m: dict | None, digits: int = 3) -> str:
+    if not m or m.get("ci_low") is None:
+        return "—"
+    return f"[{num(m['ci_low'], digits)}, {num(m['ci_high'], digits)}]"
+
+
+def signed(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:+.{digits}f}"
 
 
 def params(values: dict) -> str:
@@ -58,9 +87,18 @@ def balance(facts: dict | None) -> str:
     return f"mean {num(b['mean'])}, sd {num(b['std'])}, range {num(b['min'])} … {num(b['max'])}"
 
 
-def _helpers() -> dict:
+def _helpers(card: dict) -> dict:
     return {"num": num, "pct": pct, "label": label, "params": params, "observed": observed, "balance": balance,
+            "term": term, "interval": interval, "signed": signed, "glossary": glossary(card),
             "tojson": lambda value: json.dumps(value, indent=2, ensure_ascii=False)}
+
+
+def glossary(card: dict) -> dict:
+    """The terms the card uses; "held-out data" only when its evaluation rows are held out."""
+    evaluation = card["data"].get("evaluation") or {}
+    if evaluation.get("held_out", True):
+        return GLOSSARY
+    return {k: v for k, v in GLOSSARY.items() if k != "held-out data"}
 
 
 def _counts(card: dict) -> dict:
@@ -76,18 +114,23 @@ def _importance(card: dict) -> list[dict]:
 
 
 def html(card: dict) -> str:
+    card = for_rendering(card)
     return render("card/card.html.j2", c=card, counts=_counts(card), importance=_importance(card),
-                  css=read("card/card.css"), **_helpers())
+                  v=verdict(card, label), css=read("card/card.css"), **_helpers(card))
 
 
 def markdown(card: dict, images: str | None) -> str:
+    card = for_rendering(card)
     front = _front_matter(card)
-    return render("card/card.md.j2", c=card, counts=_counts(card), front=front, images=images,
-                  cell=lambda v: str(v).replace("|", "\\|").replace("\n", " "), **_helpers())
+    helpers = {**_helpers(card), "term": label}  # no HTML tooltips in Markdown; the glossary is written out instead
+    return render("card/card.md.j2", c=card, counts=_counts(card), front=front, images=images, v=verdict(card, label),
+                  cell=lambda v: str(v).replace("|", "\\|").replace("\n", " "), **helpers)
 
 
 def summary_html(card: dict) -> str:
-    return render("display/card.html.j2", c=card, counts=_counts(card), css=read("display/style.css"), **_helpers())
+    card = for_rendering(card)
+    return render("display/card.html.j2", c=card, counts=_counts(card), v=verdict(card, label),
+                  css=read("display/style.css"), **_helpers(card))
 
 
 _HF_LIBRARIES = {"scikit-learn": "sklearn", "xgboost": "xgboost", "lightgbm": "lightgbm"}
@@ -111,9 +154,10 @@ def _front_matter(card: dict) -> str:
                    for m in evaluation["metrics"] if m["value"] is not None]
         meta["model-index"] = [{"name": md["name"], "results": [{
             "task": {"type": task},
-            "dataset": {"name": f"{md['name']} held-out data", "type": "tabular"},
+            "dataset": {"name": f"{md['name']} {evaluation.get('data', 'held-out data')}", "type": "tabular"},
             "metrics": metrics,
         }]}]
     meta["deploykit"] = {"name": md["name"], "version": md["version"], "model_sha256": md["model_sha256"],
-                         "card_format": card["card_format"], "profile": card["validation"]["profile"]}
+                         "card_format": card["card_format"], "profile": card["validation"]["profile"],
+                         "review": verdict(card, label)["review"]["status"]}
     return yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).strip()

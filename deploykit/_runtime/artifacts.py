@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,7 @@ def dump_model(model: Any, directory: Path, fmt: str) -> Artifact:
     if fmt == SKOPS:
         import skops.io
 
-        data = skops.io.dumps(model)
+        data = normalise_skops(skops.io.dumps(model))
         trusted = sorted(skops.io.get_untrusted_types(data=data))
         filename = "model.skops"
     elif fmt == CLOUDPICKLE:
@@ -74,6 +76,53 @@ def write_artifact(directory: Path, filename: str, data: bytes) -> Artifact:
 def file_artifact(path: Path) -> Artifact:
     """The record of a file already written (a card, a plot)."""
     return Artifact(file=Path(path).name, sha256=sha256_file(path))
+
+
+# The earliest date a zip entry can carry; any fixed date would do.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def normalise_skops(data: bytes) -> bytes:
+    """The same skops archive, written so that the same fitted model always gives the same bytes.
+
+    skops names objects and their array files after ``id()`` (memory addresses) and stamps each zip
+    entry with the time of writing, so two dumps of one model differ. Ids and file names are renumbered
+    in their order of first appearance in ``schema.json`` and every entry gets one fixed date; skops
+    only uses them to match references within the file, so the archive loads the same.
+    """
+    source = zipfile.ZipFile(io.BytesIO(data))
+    state = json.loads(source.read("schema.json"))
+    ids: dict[int, int] = {}
+    files: dict[str, str] = {}
+    _renumber(state, ids, files)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as target:
+        for old, new in files.items():
+            _write_entry(target, new, source.read(old))
+        _write_entry(target, "schema.json", json.dumps(state, indent=2).encode())
+    return buffer.getvalue()
+
+
+def _renumber(node: Any, ids: dict[int, int], files: dict[str, str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _renumber(item, ids, files)
+        return
+    if not isinstance(node, dict):
+        return
+    if isinstance(node.get("__id__"), int):
+        node["__id__"] = ids.setdefault(node["__id__"], len(ids) + 1)
+    if isinstance(node.get("file"), str) and "__loader__" in node:
+        name = node["file"]
+        node["file"] = files.setdefault(name, f"{len(files) + 1:06d}{Path(name).suffix}")
+    for value in node.values():
+        _renumber(value, ids, files)
+
+
+def _write_entry(archive: zipfile.ZipFile, name: str, payload: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+    info.create_system, info.external_attr = 3, 0o644 << 16  # the same on every platform
+    archive.writestr(info, payload)
 
 
 def load_model(directory: Path, record: Artifact) -> Any:
