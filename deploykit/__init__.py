@@ -32,6 +32,7 @@ from .exceptions import (
 if TYPE_CHECKING:
     from ._card import ModelCard
     from ._deploy import Deployment, deploy, deployments
+    from ._security import keys
     from ._docker.build import Image
     from ._package import Package, package
     from ._panel import DeployPanel
@@ -59,6 +60,7 @@ __all__ = [
     "__version__",
     "deploy",
     "deployments",
+    "keys",
     "load_ipython_extension",
     "package",
     "rollback",
@@ -75,13 +77,17 @@ _LAZY = {
     "rollback": "._rollback",
     "Image": "._docker.build",
 }
+_MODULES = {"keys": "._security.keys"}  # deploykit.keys.create(...): a namespace of a few verbs
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
+    if name in _LAZY or name in _MODULES:
         import importlib
 
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        if name in _MODULES:
+            value = importlib.import_module(_MODULES[name], __name__)
+        else:
+            value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'deploykit' has no attribute {name!r}")

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from ._commands import COMMANDS, ArgumentError, Names, deploy_kwargs, execute  # noqa: F401 - the magic imports these
+from ._security import commands as _security  # issue 12: the keys and audit verbs
 
 # Each command's examples, as typed in a terminal and in a notebook (None: the command is terminal-only).
 EXAMPLES: dict[str, tuple[list[str], list[str] | None]] = {
@@ -47,6 +48,8 @@ EXAMPLES: dict[str, tuple[list[str], list[str] | None]] = {
     "init-ci": (["deploykit init-ci train.ipynb", "deploykit init-ci train.ipynb --target docker --keep --runs-on self-hosted"],
                 ["%deploy init-ci train.ipynb"]),
     "demo": (["deploykit demo", "deploykit demo --keep --target local"], None),
+    "keys": _security.KEYS_EXAMPLES,
+    "audit": _security.AUDIT_EXAMPLES,
 }
 
 MAGIC_NOTE = "In %deploy, MODEL, X, y, DATA and FIELDS name notebook variables."
@@ -200,6 +203,8 @@ _COMMANDS = [
     ("run", "execute a notebook headless (papermill) and deploy the packages it makes", _run_arguments),
     ("init-ci", "write a GitHub Actions workflow that runs a notebook with `deploykit run`", _init_ci_arguments),
     ("demo", "train a churn model, deploy it, show a prediction and its explanation", _demo_arguments),
+    ("keys", "API keys of a deployment (create, list, revoke, rotate) and trusted signing keys", _security.keys_arguments),
+    ("audit", "verify or show a deployment's hash-chained audit log", _security.audit_arguments),
 ]
 
 
@@ -389,6 +394,7 @@ _SHOW = {
     "logs": _show_logs, "predict": _show_predictions, "explain": _show_explanation, "card": _show_card,
     "stop": _show_stopped, "run": _show_run, "init-ci": _show_path,
     "build": lambda args, image: print(image.tag), "base-image": lambda args, tag: print(tag),
+    "keys": _security.show_keys, "audit": _security.show_audit,
 }
 
 

@@ -201,6 +201,12 @@ def _demo(args, names):
     run(keep=args.keep, target=args.target)
 
 
+def _security_commands():
+    from ._security import commands
+
+    return commands
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Names], Any]] = {
     "deploy": _deploy,
     "list": _list,
@@ -216,5 +222,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Names], Any]] = {
     "run": _run,
     "init-ci": _init_ci,
     "demo": _demo,
+    "keys": lambda args, names: _security_commands().run_keys(args, names),
+    "audit": lambda args, names: _security_commands().run_audit(args, names),
 }
 COMMANDS = tuple(_COMMANDS)

@@ -183,6 +183,7 @@ def deploy(
     # a profile also holds an existing Package's card to account, not only a card made now
     profile = package_kwargs.pop("profile", None) if isinstance(model_or_package, Package) else package_kwargs.get("profile")
     pkg = _resolve_package(model_or_package, name, verbose, progress, package_kwargs)
+    _verify_signature(pkg)
     _check_card(pkg, profile)
     name = _paths.check_name(name or pkg.name)
     previous = _LIVE.get(name) or _from_state(name) or _from_engine(name)
@@ -223,6 +224,13 @@ def deploy(
     return deployment
 
 
+def _verify_signature(pkg: Package) -> None:
+    """Issue 12: the package folder and its bento must be exactly what a trusted key signed."""
+    from ._security.signing import verify_package
+
+    verify_package(pkg)
+
+
 def _check_card(pkg: Package, profile: str | None) -> None:
     from ._card._attach import check_deployable
 
@@ -243,6 +251,9 @@ def _resolve_package(model_or_package: Any, name: str | None, verbose: bool, pro
 
 def _start(target: str, pkg: Package, name: str, port: int | None, workers: int | None, **docker_options: Any):
     env = {"DEPLOYKIT_WORKERS": str(workers)} if workers else {}
+    from ._security.signing import trusted_env
+
+    env["DEPLOYKIT_TRUSTED_KEYS"] = trusted_env()  # issue 12: the runtime checks the signature at start
     if target == "docker":
         from ._targets.docker import DockerVersion
 

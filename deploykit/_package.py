@@ -238,9 +238,11 @@ def package(
         _check_parity(model, facts, schema, frame, test, work, manifest, explain, progress)
         with progress.stage("card", "model card"):
             _make_card(model, manifest, work, frame, y_train, test, y_test, card_plan)
-        with progress.stage("bento", "bentoml build"):
+        with progress.stage("bento", "sign, then bentoml build"):
             from ._bento import build_bento
+            from ._security.signing import sign_package
 
+            sign_package(work, manifest)  # issue 12: before the build, so the bento carries the signature
             manifest["bento"] = build_bento(work, manifest)
             _write_manifest(work, manifest)
         work.rename(final_dir)

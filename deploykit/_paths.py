@@ -35,6 +35,13 @@ def state_dir() -> Path:
     return path
 
 
+def deployment_dir(name: str) -> Path:
+    """A deployment's state folder (its front's ``state_dir``): API keys, the audit log."""
+    path = state_dir() / check_name(name)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         suggestion = re.sub(r"[^a-z0-9_-]+", "-", str(name).lower()).strip("-_") or "model"

@@ -27,6 +27,7 @@ PUBLIC = [
     "__version__",
     "deploy",
     "deployments",
+    "keys",
     "load_ipython_extension",
     "package",
     "rollback",

@@ -9,6 +9,7 @@ import pytest
 
 import deploykit
 from deploykit._schema import records
+from helpers.signing import resign
 
 pytestmark = pytest.mark.serve
 
@@ -67,6 +68,7 @@ def test_replace_only_when_healthy(churn_package, tmp_path):
     bento = broken_dir / "bento"
     shutil.copytree(churn_package.manifest["bento"]["path"], bento)
     (bento / "src" / "model" / "model.skops").write_bytes(b"not the model")
+    resign(bento / "src")  # signed, so it passes the deploy-time check and fails at start
     manifest["bento"] = {"tag": "rollout:broken", "path": str(bento)}
     broken = deploykit.Package(path=broken_dir, manifest=manifest)
     with pytest.raises(deploykit.DeploymentError, match="failed to start: IntegrityError: artifact model.skops") as info:

@@ -9,6 +9,7 @@ import deploykit
 from deploykit._cli import main
 from deploykit._rollback import releases
 from deploykit._runtime.model import MANIFEST
+from helpers.signing import resign
 
 pytestmark = pytest.mark.serve
 
@@ -42,6 +43,8 @@ def _broken_copy(pkg, version: str, tmp_path) -> None:
     manifest = json.loads(manifest_path.read_text())
     manifest.update(version=version, bento={"tag": f"rb:broken{version}", "path": str(bento)})
     manifest_path.write_text(json.dumps(manifest))
+    resign(bento / "src")  # signed, so it passes the deploy-time check and fails at start
+    resign(target)
 
 
 def test_rollback_walks_back_and_keeps_serving_on_failure(versions, tmp_path, capsys):

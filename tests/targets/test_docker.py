@@ -17,6 +17,7 @@ import pytest
 import deploykit
 from deploykit._docker import build as _build
 from deploykit._docker.engine import LABEL
+from helpers.signing import resign
 
 pytestmark = pytest.mark.docker
 
@@ -217,6 +218,9 @@ def _broken_copy(pkg, tmp_path):
     shutil.copytree(pkg.manifest["bento"]["path"], bento)
     (bento / "src" / "model" / "model.skops").write_bytes(b"tampered")
     manifest["bento"] = {"tag": "churn:broken", "path": str(bento)}
+    (broken / "model" / "deploykit.json").write_text(json.dumps(manifest))
+    resign(broken)  # signed, so it passes the deploy-time check and fails at start
+    resign(bento / "src")
     return deploykit.Package(path=broken, manifest=manifest)
 
 
