@@ -98,6 +98,7 @@ class Deployment:
             return
         self.handle.stop()
         self._retire()
+        _record(self.name, "stop", {"version": self.version, "target": self.target})
 
     def _retire(self) -> None:
         """Forget this object's service without touching processes: it was stopped or replaced."""
@@ -183,7 +184,7 @@ def deploy(
     # a profile also holds an existing Package's card to account, not only a card made now
     profile = package_kwargs.pop("profile", None) if isinstance(model_or_package, Package) else package_kwargs.get("profile")
     pkg = _resolve_package(model_or_package, name, verbose, progress, package_kwargs)
-    _verify_signature(pkg)
+    signer = _verify_signature(pkg)
     _check_card(pkg, profile)
     name = _paths.check_name(name or pkg.name)
     previous = _LIVE.get(name) or _from_state(name) or _from_engine(name)
@@ -219,16 +220,25 @@ def deploy(
     from ._rollback import record_release
 
     record_release(deployment)
+    _record(name, "deploy", {"version": pkg.version, "target": target, "url": deployment.url,
+                             "package": str(pkg.path), "signed_by": signer})
     if verbose:
         print(f"  serving {name} v{pkg.version} at {deployment.url} ({target}, ready in {time.perf_counter() - started:.1f} s)")
     return deployment
 
 
-def _verify_signature(pkg: Package) -> None:
-    """Issue 12: the package folder and its bento must be exactly what a trusted key signed."""
+def _verify_signature(pkg: Package) -> str:
+    """Issue 12: the package folder and its bento must be exactly what a trusted key signed; the signer's key id."""
     from ._security.signing import verify_package
 
-    verify_package(pkg)
+    return verify_package(pkg)
+
+
+def _record(name: str, action: str, what: dict) -> None:
+    """Issue 12: a deploy action in the deployment's audit log."""
+    from ._security.audit import record_action
+
+    record_action(name, action, what)
 
 
 def _check_card(pkg: Package, profile: str | None) -> None:

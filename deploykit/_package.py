@@ -242,7 +242,7 @@ def package(
             from ._bento import build_bento
             from ._security.signing import sign_package
 
-            sign_package(work, manifest)  # issue 12: before the build, so the bento carries the signature
+            signer = sign_package(work, manifest)  # issue 12: before the build, so the bento carries the signature
             manifest["bento"] = build_bento(work, manifest)
             _write_manifest(work, manifest)
         work.rename(final_dir)
@@ -250,6 +250,11 @@ def package(
         shutil.rmtree(work, ignore_errors=True)
         raise
     pkg = Package(path=final_dir, manifest=manifest, model=model, timings=dict(progress.stages))
+    from ._security.audit import record_action  # issue 12: the deploy-action audit trail
+
+    record_action(name, "package", {"version": version, "path": str(final_dir), "signed_by": signer,
+                                    "model_sha256": manifest["artifacts"]["model"]["sha256"],
+                                    "card_sha256": (manifest.get("card") or {}).get("sha256")})
     progress.note(f"packaged {name} v{version} in {progress.elapsed:.1f} s: {pkg.parity_summary()}")
     return pkg
 

@@ -94,6 +94,9 @@ def rollback(name: str, *, to: str | int | None = None, verbose: bool = True):
         print(f"rolling back {name} from v{current.version} to v{chosen['version']} ({current.target})")
     deployment = deploy(Package.load(package), target=current.target, name=name, verbose=verbose)
     _write(name, keep)
+    from ._security.audit import record_action  # issue 12
+
+    record_action(name, "rollback", {"from": str(current.version), "to": str(deployment.version)})
     return deployment
 
 

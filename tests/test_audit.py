@@ -219,3 +219,24 @@ def test_key_actions_are_audited_with_who(monkeypatch):
     assert actions["action"].tolist() == ["key_create", "key_revoke"] and set(actions["who"]) == {"ci-job-42"}
     assert made.token.split("_", 2)[2] not in audit.log_path("audit-keys").read_text()
     assert audit.verify("audit-keys").ok
+
+
+@pytest.mark.serve
+def test_package_deploy_profile_and_stop_are_recorded(churn_package):
+    from deploykit._security import signing
+
+    dep = deploykit.deploy(churn_package, name="audit-flow", profile="internal", verbose=False)
+    dep.stop()
+    actions = audit.frame("audit-flow").query("kind == 'action'")
+    assert actions["action"].tolist() == ["deploy", "stop"]
+    deployed = actions.iloc[0]["what"]
+    assert deployed["version"] == churn_package.version and deployed["target"] == "local"
+    assert deployed["signed_by"] == signing.verify_package(churn_package)
+    # the package's own log (its name): packaging, then the profile's verdict at this deploy
+    lifecycle = audit.frame("churn").query("kind == 'action'")
+    packaged = lifecycle[lifecycle["action"] == "package"]["what"].tolist()
+    assert churn_package.version in [p["version"] for p in packaged]
+    decision = lifecycle[lifecycle["action"] == "profile"]["what"].tolist()[-1]
+    assert decision == {"version": churn_package.version, "profile": "internal", "during": "deploying",
+                        "decision": "passed", "errors": []}
+    assert audit.verify("audit-flow").ok and audit.verify("churn").ok
