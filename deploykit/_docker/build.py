@@ -281,10 +281,18 @@ def _model_context(pkg: Any, context: Path, deps_tag: str, labels: dict, trusted
     shutil.copytree(bento / "src" / "deploykit_runtime", context / "code" / "deploykit_runtime",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(bento, context / "bento", ignore=shutil.ignore_patterns("deploykit_runtime", "__pycache__"))
-    (context / "Dockerfile").write_text(_templates.render(
-        "docker/Dockerfile.j2", deps_image=deps_tag, uid=UID, port=PORT, deploykit_version=__version__,
-        labels=label_instruction(labels), trusted_keys=shlex.quote(trusted_keys),
-    ))
+    (context / "Dockerfile").write_text(model_dockerfile(deps_tag, labels, trusted_keys))
+
+
+def model_dockerfile(deps_tag: str, labels: dict, trusted_keys: str) -> str:
+    """The model image's Dockerfile (linted by hadolint and checkov in the tests)."""
+    return _templates.render("docker/Dockerfile.j2", deps_image=deps_tag, uid=UID, port=PORT, deploykit_version=__version__,
+                             labels=label_instruction(labels), trusted_keys=shlex.quote(trusted_keys))
+
+
+def front_dockerfile(deps_tag: str) -> str:
+    """The front image's Dockerfile."""
+    return _templates.render("docker/Dockerfile.front.j2", deps_image=deps_tag, uid=UID, deploykit_version=__version__)
 
 
 def build_image(pkg: Any, *, base_image: str | None = None, tag: str | None = None, verbose: bool = True,
@@ -323,7 +331,7 @@ def front_image(*, base_image: str | None = None, on_line: Printer, verbose: boo
     lock = [f"{name}=={version}" for name, version in dependency_closure(FRONT_REQUIREMENTS).items()]
     deps_tag, _ = ensure_deps_image(lock, base, on_line=on_line, verbose=verbose)
     source = (Path(__file__).parent / "front.py").read_text()
-    dockerfile = _templates.render("docker/Dockerfile.front.j2", deps_image=deps_tag, uid=UID, deploykit_version=__version__)
+    dockerfile = front_dockerfile(deps_tag)
     tag = f"{FRONT_REPOSITORY}:{_hash(deps_tag, source, dockerfile)[:16]}"
     try:
         docker_client().images.get(tag)

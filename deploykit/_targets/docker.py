@@ -21,6 +21,7 @@ from typing import Any
 
 from .._docker.build import PORT, build_image, front_image
 from .._docker.engine import LABEL, client as docker_client
+from .._docker.hardening import run_options
 from ..exceptions import ConfigError, DeploymentError
 from .local import free_port, port_in_use
 
@@ -29,7 +30,6 @@ UPSTREAM_FILE = "/tmp/deploykit-upstream.json"
 _WRITE_UPSTREAM = (
     "import os, sys; p = sys.argv[1]; open(p + '.new', 'w').write(sys.argv[2]); os.replace(p + '.new', p)"
 )
-DEFAULT_RESOURCES = {"memory": "2g", "cpus": None}
 
 
 def _labels(name: str, role: str, **extra: str) -> dict:
@@ -84,7 +84,7 @@ class DockerVersion:
         front = next(iter(_find(name, "front")), None)
         if front is None and port is not None and port_in_use(port):
             raise ConfigError(f"port {port} is already in use on this host; pass another port, or port=None for a free one")
-        limits = {**DEFAULT_RESOURCES, **(resources or {})}
+        workers = int((env or {}).get("DEPLOYKIT_WORKERS") or pkg.manifest.get("serving", {}).get("workers", 1))
         container = docker_client().containers.run(
             image.tag,
             name=f"deploykit-{name}-v{pkg.version}-{secrets.token_hex(3)}",
@@ -94,8 +94,7 @@ class DockerVersion:
             ports={f"{PORT}/tcp": ("127.0.0.1", None)},
             restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
             environment=env or {},
-            mem_limit=limits["memory"],
-            nano_cpus=int(float(limits["cpus"]) * 1e9) if limits.get("cpus") else None,
+            **run_options(resources, role="model", workers=workers),  # issue 12: read-only, no capabilities, limits
             labels=_labels(name, "model", version=str(pkg.version), image=image.tag,
                            package=str(pkg.path), **{"model.sha256": pkg.manifest["artifacts"]["model"]["sha256"]}),
         )
@@ -199,7 +198,7 @@ def _start_front(name: str, port: int | None, host: str, upstream: str, verbose:
         restart_policy={"Name": "unless-stopped"},
         environment={"DEPLOYKIT_UPSTREAM_FILE": UPSTREAM_FILE},
         labels=_labels(name, "front", host=host),
-        mem_limit="256m",
+        **run_options(role="front"),  # issue 12
     )
     deadline = time.monotonic() + 30
     while True:
