@@ -53,6 +53,8 @@ def deploy_magic(shell, line: str):
         %deploy stop NAME
         %deploy build PACKAGE [--version V] [--tag TAG]
         %deploy run NOTEBOOK.ipynb [-p KEY VALUE ...] [--target local|docker] [--stop]
+        %deploy keys create|list|revoke|rotate|trust|untrust|trusted|public ...
+        %deploy audit verify|show NAME
         %deploy --panel MODEL --train X_train [y_train] [--test X_test [y_test]] [--name NAME]
 
     ``--panel`` opens the deploy panel widget (a form, live progress, a try-it form) instead of deploying.

@@ -142,14 +142,25 @@ def _find(document: dict, name: str, key_id: str) -> dict:
 
 
 def revoke(name: str, key_id: str) -> None:
-    """Revoke key ``key_id`` of ``name`` now (every secret of it, rotated ones included)."""
+    """Revoke key ``key_id`` of ``name`` now (every secret of it, rotated ones included).
+
+    Examples
+    --------
+    >>> deploykit.keys.revoke("churn", "3f9a1c2b7d4e")   # doctest: +SKIP
+    """
     with _editing(name) as document:
         _find(document, name, key_id)["revoked"] = _now().isoformat()
     _audit(name, "key_revoke", {"key_id": key_id})
 
 
 def rotate(name: str, key_id: str, *, overlap: str | dt.timedelta = "1h") -> NewKey:
-    """Give key ``key_id`` a new secret; the old one keeps working for ``overlap`` (``"0s"``: not at all)."""
+    """Give key ``key_id`` a new secret; the old one keeps working for ``overlap`` (``"0s"``: not at all).
+
+    Examples
+    --------
+    >>> deploykit.keys.rotate("churn", "3f9a1c2b7d4e", overlap="1h").token   # doctest: +SKIP
+    'dk_3f9a1c2b7d4e_...'
+    """
     secret, now = secrets.token_urlsafe(32), _now()
     with _editing(name) as document:
         record = _find(document, name, key_id)
@@ -172,7 +183,12 @@ def _status(record: dict, now: float) -> str:
 
 
 def list(name: str):  # noqa: A001 - deploykit.keys.list reads as what it does
-    """The API keys of ``name`` as a DataFrame: id, scopes, status, created, expires, limits (never secrets)."""
+    """The API keys of ``name`` as a DataFrame: id, scopes, status, created, expires, limits (never secrets).
+
+    Examples
+    --------
+    >>> deploykit.keys.list("churn")[["id", "scopes", "status"]]   # doctest: +SKIP
+    """
     import pandas as pd
 
     path = _paths.deployment_dir(name) / auth.KEYS_FILE
