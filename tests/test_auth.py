@@ -178,3 +178,22 @@ def test_keys_api_is_public_and_small():
     assert sorted(keys.__all__) == ["NewKey", "create", "list", "public_key", "revoke", "rotate", "trust", "trusted", "untrust"]
     with pytest.raises(deploykit.ConfigError, match="name 'Bad Name' is not usable"):
         keys.create("Bad Name")
+
+
+def test_front_modules_import_only_the_standard_library_and_cryptography():
+    """deploykit/_front/ is copied alone into the front's image: stdlib, its siblings and cryptography only."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    front = Path(deploykit.__file__).parent / "_front"
+    for path in front.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                roots = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                roots = [node.module.split(".")[0]]
+            else:
+                continue
+            for root in roots:
+                assert root in sys.stdlib_module_names or root in ("__future__", "cryptography"), f"{path.name}: {root}"

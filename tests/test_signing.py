@@ -159,6 +159,8 @@ def test_an_organisation_key_from_the_environment_signs(attacker_key, monkeypatc
     signature = signing.sign(b"approved")
     assert signature["key_id"] == runtime_signature.key_id(runtime_signature.raw_public_key(signing.public_key(attacker_key)))
     assert signing.verify(b"approved", signature) == signature["key_id"]  # the configured key is trusted here
+    own = signing.load_or_create_key(signing.keys_dir() / "signing.key")
+    assert signing.verify(b"mine", signing.sign(b"mine", key=own))  # and still the user's own key
     monkeypatch.setenv("DEPLOYKIT_SIGNING_KEY", "/nonexistent/org.key")
     with pytest.raises(deploykit.ConfigError, match="signing key /nonexistent/org.key does not exist"):
         signing.sign(b"x")

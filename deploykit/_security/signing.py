@@ -151,8 +151,11 @@ def trusted_keys() -> dict[str, dict]:
         found.setdefault(_sig.key_id(raw), {"raw": raw, "public_key": base64.b64encode(raw).decode(),
                                               "name": name, "source": source})
 
-    add(_raw_public(signing_key()), "this machine's signing key" if not os.environ.get(KEY_ENV) else "organisation key",
-        os.environ.get(KEY_ENV) or str(keys_dir() / SIGNING_KEY))
+    own = keys_dir() / SIGNING_KEY
+    if os.environ.get(KEY_ENV):
+        add(_raw_public(signing_key()), "organisation key", os.environ[KEY_ENV])
+    if own.exists() or not os.environ.get(KEY_ENV):
+        add(_raw_public(load_or_create_key(own)), "this machine's signing key", str(own))
     for entry in _read_trusted():
         add(base64.b64decode(entry["public_key"]), entry.get("name", ""), str(_trusted_path()))
     for raw in (_sig.trusted_from_env() or {}).values():
