@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from ._deploy import deploy
     from ._deployment import Deployment, deployments
     from ._experiments import promote
+    from ._security import keys
     from ._docker.build import Image
     from ._kubernetes.manifests import manifests
     from ._package import Package, package
@@ -64,6 +65,7 @@ __all__ = [
     "batch",
     "deploy",
     "deployments",
+    "keys",
     "load_ipython_extension",
     "manifests",
     "package",
@@ -87,11 +89,17 @@ _LAZY = {
 }
 
 
+_MODULES = {"keys": "._security.keys"}  # deploykit.keys.create(...): a namespace of a few verbs
+
+
 def __getattr__(name: str):
-    if name in _LAZY:
+    if name in _LAZY or name in _MODULES:
         import importlib
 
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        if name in _MODULES:
+            value = importlib.import_module(_MODULES[name], __name__)
+        else:
+            value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'deploykit' has no attribute {name!r}")

@@ -17,7 +17,7 @@ from ._runtime import artifacts
 from .exceptions import SchemaError, UnsupportedModelError
 
 # Always needed to serve, whatever the model is.
-SERVING_STACK = ("bentoml", "fastapi", "numpy", "pandas", "uvloop", "httptools", "orjson")
+SERVING_STACK = ("bentoml", "fastapi", "numpy", "pandas", "uvloop", "httptools", "orjson", "cryptography")
 
 
 @dataclass

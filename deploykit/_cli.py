@@ -12,6 +12,7 @@ from typing import Any
 
 from ._commands import execute
 from ._grammar import ArgumentError, HelpShown, build_parser
+from ._security import commands as _security
 
 # -- the CLI's names are files ------------------------------------------------------------------------
 class Files:
@@ -173,6 +174,8 @@ _SHOW = {
     "stop": _show_stopped, "run": _show_run, "init-ci": _show_path,
     "build": lambda args, image: print(image.tag), "base-image": lambda args, tag: print(tag),
     "manifests": lambda args, paths: print("\n".join(f"wrote {p}" for p in paths)), "batch": lambda args, r: print(repr(r)),
+    "keys": lambda args, result: _security.show_keys(args, result),
+    "audit": lambda args, result: _security.show_audit(args, result),
 }
 
 

@@ -211,6 +211,12 @@ def _demo(args, names):
     run(keep=args.keep, target=args.target)
 
 
+def _security():
+    from ._security import commands
+
+    return commands
+
+
 def _manifests(args, names):
     from ._kubernetes.manifests import manifests
 
@@ -246,5 +252,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Names], Any]] = {
     "demo": _demo,
     "manifests": _manifests,
     "batch": _batch,
+    "keys": lambda args, names: _security().run_keys(args, names),
+    "audit": lambda args, names: _security().run_audit(args, names),
 }
 COMMANDS = tuple(_COMMANDS)

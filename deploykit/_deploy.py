@@ -9,6 +9,9 @@ from . import _experiments, _history, _paths, _release, _targets
 from ._deployment import Deployment, adopt
 from ._package import Package, package
 from ._progress import Progress
+from ._runtime.signature import TRUSTED_ENV
+from ._security.audit import record_action
+from ._security.signing import trusted_env
 from .exceptions import ConfigError
 
 
@@ -112,11 +115,13 @@ def deploy(
     # a profile also holds an existing Package's card to account, not only a card made now
     profile = package_kwargs.pop("profile", None) if isinstance(model_or_package, Package) else package_kwargs.get("profile")
     pkg = _resolve_package(model_or_package, name, verbose, progress, package_kwargs)
+    signer = _verify_signature(pkg)
     _check_card(pkg, profile)
     name = _paths.check_name(name or pkg.name)
     started = time.perf_counter()
     progress_steps = Progress(f"deploy {name}", enabled=verbose, listener=progress)
     env = {"DEPLOYKIT_WORKERS": str(workers)} if workers else {}
+    env[TRUSTED_ENV] = trusted_env()  # the runtime checks the package's signature at start, against these keys
     plan = _experiments.plan(strategy, name, pkg.version, settings)
     if plan["kind"] == "ab" and plan.get("sticky"):
         plan["strip"] = plan["sticky"] not in {c["name"] for c in pkg.schema["columns"]}
@@ -125,12 +130,16 @@ def deploy(
                                       capture=capture_settings)
     if plan["kind"] != "replace":
         deployment = _experiments.live_deployment(name, chosen, front)
+        record_action(name, "deploy", {"version": pkg.version, "target": chosen.name, "url": deployment.url,
+                                       "package": str(pkg.path), "signed_by": signer, "strategy": plan["kind"]})
         if verbose:
             print(f"  {name}: v{pkg.version} runs as the {plan['kind']} candidate beside v{deployment.version} at "
                   f"{deployment.url}; deploykit.promote({name!r}) or deploykit.rollback({name!r}) ends it")
         return deployment
     deployment = adopt(pkg, name, chosen.name, front, version)
     _history.record(name, pkg.version, pkg.path, chosen.name)
+    record_action(name, "deploy", {"version": pkg.version, "target": chosen.name, "url": deployment.url,
+                                   "package": str(pkg.path), "signed_by": signer, "strategy": "replace"})
     if verbose:
         print(f"  serving {name} v{pkg.version} at {deployment.url} ({chosen.name}, ready in "
               f"{time.perf_counter() - started:.1f} s)")
@@ -164,6 +173,13 @@ def _split_options(target: Any, given: dict) -> tuple[dict, dict]:
             continue
         rest[key] = value
     return {**target.options, **{k: v for k, v in mine.items() if v is not None}}, rest
+
+
+def _verify_signature(pkg: Package) -> str:
+    """The package folder and its bento must be exactly what a trusted key signed; the signer's key id."""
+    from ._security.signing import verify_package
+
+    return verify_package(pkg)
 
 
 def _check_card(pkg: Package, profile: str | None) -> None:

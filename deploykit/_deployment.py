@@ -16,6 +16,7 @@ import numpy as np
 from . import _targets
 from ._client import Explanation, ServiceClient
 from ._package import Package
+from ._security.audit import record_action
 from .exceptions import ConfigError, DeployKitError, DeploymentError
 
 _LIVE: dict[str, Deployment] = {}
@@ -166,6 +167,7 @@ class Deployment:
             return
         _targets.get(self.target).remove(self.name)
         self._retire()
+        record_action(self.name, "stop", {"version": self.version, "target": self.target})
 
     def _retire(self) -> None:
         """Forget this object's service without touching it: it was stopped or replaced."""

@@ -16,6 +16,7 @@ from . import _history, _targets
 from ._deployment import Deployment, adopt, find, package_of
 from ._front.strategy import StrategyError, normalise
 from ._release import live_version, smoke, wait_ready
+from ._security.audit import record_action
 from ._targets.base import Running
 from .exceptions import ConfigError
 
@@ -85,13 +86,17 @@ def promote(name: str, *, verbose: bool = True) -> Deployment:
     target = _targets.get(deployment.target)
     target.tidy(deployment.front)
     _history.record(name, pkg.version, pkg.path, deployment.target)
+    record_action(name, "promote", {"version": pkg.version, "previous": str(deployment.version)})
     return adopt(pkg, name, deployment.target, deployment.front, version)
 
 
 def end(deployment: Deployment, reason: str) -> Deployment:
     """End ``deployment``'s experiment: the candidate is stopped and removed, the live version stays."""
+    candidate = deployment.candidate
     deployment.front.call("POST", "end", {"reason": reason}, timeout=90)
     _targets.get(deployment.target).tidy(deployment.front)
+    record_action(deployment.name, "rollback", {"from": str(candidate), "to": str(deployment.version),
+                                                "experiment": "ended"})
     return deployment
 
 

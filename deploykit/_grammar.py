@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from . import _targets
+from ._security import commands as _security  # the keys and audit verbs
 
 
 class ArgumentError(Exception):
@@ -68,6 +69,8 @@ EXAMPLES: dict[str, tuple[list[str], list[str] | None]] = {
                "deploykit batch churn big/ scored/ --engine dask --scheduler tcp://10.0.0.5:8786",
                "deploykit batch churn customers.csv scored.csv --explain --chunk-rows 10000"],
               ["%deploy batch churn customers.parquet scored.parquet", "%deploy batch pkg big/ scored/ --engine dask"]),
+    "keys": _security.KEYS_EXAMPLES,
+    "audit": _security.AUDIT_EXAMPLES,
 }
 
 MAGIC_NOTE = "In %deploy, MODEL, X, y, DATA and FIELDS name notebook variables."
@@ -302,6 +305,8 @@ _COMMANDS = [
     ("demo", "train a churn model, deploy it, show a prediction and its explanation", _demo_arguments),
     ("manifests", "write a package's Kubernetes or KServe manifests", _manifests_arguments),
     ("batch", "score a CSV or Parquet table with a package; bad rows go to a rejects file", _batch_arguments),
+    ("keys", "API keys of a deployment (create, list, revoke, rotate) and trusted signing keys", _security.keys_arguments),
+    ("audit", "verify or show a deployment's hash-chained audit log", _security.audit_arguments),
 ]
 
 

@@ -61,6 +61,8 @@ def deploy_magic(shell, line: str):
         %deploy run NOTEBOOK.ipynb [-p KEY VALUE ...] [--target local|docker] [--stop]
         %deploy manifests PACKAGE --kind kubernetes|kserve --image REGISTRY/IMAGE:TAG [-o DIR]
         %deploy batch PACKAGE IN OUT [--engine local|dask] [--scheduler ADDRESS] [--explain]
+        %deploy keys create|list|revoke|rotate|trust|untrust|trusted|public ...
+        %deploy audit verify|show NAME
         %deploy --panel MODEL --train X_train [y_train] [--test X_test [y_test]] [--name NAME]
 
     ``--panel`` opens the deploy panel widget (a form, live progress, a try-it form) instead of deploying.

@@ -261,9 +261,11 @@ def package(
         with progress.stage("reference", "monitoring reference"):
             _make_reference(model, facts, manifest, work, frame, test, card_plan)
         _write_manifest(work, manifest)
-        with progress.stage("bento", "bentoml build"):
+        with progress.stage("bento", "sign, then bentoml build"):
             from ._bento import build_bento
+            from ._security.signing import sign_package
 
+            signer = sign_package(work, manifest)  # before the build, so the bento carries the signature
             bento = build_bento(work, manifest)
             (work / BUILD_RECORD).write_text(json.dumps({"bento": bento}, indent=2))
         final_dir = _store.publish(work, name, version)
@@ -271,6 +273,11 @@ def package(
         _store.discard(work)
         raise
     pkg = Package(path=final_dir, manifest=manifest, model=model, timings=dict(progress.stages), bento=bento)
+    from ._security.audit import record_action  # the deploy-action audit trail
+
+    record_action(name, "package", {"version": version, "path": str(final_dir), "signed_by": signer,
+                                    "model_sha256": manifest.model.sha256,
+                                    "card_sha256": (manifest.card or {}).get("sha256")})
     progress.note(f"packaged {name} v{version} in {progress.elapsed:.1f} s: {pkg.parity_summary()}")
     return pkg
 

@@ -23,15 +23,10 @@ def packages_dir(name: str | None = None) -> Path:
     return path
 
 
-def logs_dir() -> Path:
-    path = home() / "logs"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def deployment_dir(name: str | None = None) -> Path:
-    """A deployment's own folder (its front's state, logs, records), or the folder of them all."""
-    path = home() / "deployments" / (name or "")
+    """A deployment's own folder (its front's state: routing table, capture, API keys, the audit log; its
+    logs), or the folder of them all."""
+    path = home() / "deployments" / (check_name(name) if name else "")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -14,6 +14,7 @@ from . import _experiments, _history, _store
 from ._deploy import deploy
 from ._deployment import find
 from ._package import Package
+from ._security.audit import record_action
 from .exceptions import ConfigError
 
 
@@ -68,6 +69,7 @@ def rollback(name: str, *, to: str | int | None = None, verbose: bool = True):
         print(f"rolling back {name} from v{current.version} to v{chosen['version']} ({current.target})")
     deployment = deploy(Package.load(chosen["package"]), target=current.target, name=name, verbose=verbose)
     _history.write(name, keep)
+    record_action(name, "rollback", {"from": str(current.version), "to": str(deployment.version)})
     return deployment
 
 

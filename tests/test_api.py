@@ -28,6 +28,7 @@ PUBLIC = [
     "batch",
     "deploy",
     "deployments",
+    "keys",
     "load_ipython_extension",
     "manifests",
     "package",

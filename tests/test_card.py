@@ -19,6 +19,7 @@ from deploykit._card import _data
 from deploykit._card._evaluate import point_metrics, weighted_metrics
 
 from conftest import require
+from helpers.signing import resign
 
 SCHEMAS = Path(deploykit.__file__).parent / "_card" / "schemas"
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -432,6 +433,7 @@ def test_deploy_refuses_a_stale_card(binary, churn, tmp_path):
     other = DummyClassifier().fit(churn[0], churn[2])
     manifest["artifacts"]["model"] = artifacts.dump_model(other, copy / "model", artifacts.SKOPS).to_dict()
     (copy / "model" / "deploykit.json").write_text(json.dumps(manifest))
+    resign(copy)  # a trusted key signed it: the card check still refuses it
     stale = deploykit.Package.load(copy)
     with pytest.raises(deploykit.CardValidationError, match="model card is stale") as info:
         deploykit.deploy(stale, verbose=False)

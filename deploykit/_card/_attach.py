@@ -60,6 +60,7 @@ def attach(inputs: CardInputs) -> ModelCard:
 
 def refuse_on_errors(card: dict, findings: list[Finding], profile: str, action: str) -> None:
     errors = [f for f in findings if f.severity == ERROR]
+    _record_decision(card, profile, action, errors)
     if not errors:
         return
     name = f"{card['model_details']['name']} v{card['model_details']['version']}"
@@ -73,6 +74,16 @@ def refuse_on_errors(card: dict, findings: list[Finding], profile: str, action: 
         f"To fix: {'; '.join(todo)}. card.validate({profile!r}) says why each is asked",
         profile=profile, findings=errors,
     )
+
+
+def _record_decision(card: dict, profile: str, action: str, errors: list[Finding]) -> None:
+    """Issue 12: a profile's verdict on a card is a deploy action of the audit trail."""
+    from .._security.audit import record_action
+
+    details = card["model_details"]
+    record_action(details["name"], "profile", {"version": str(details["version"]), "profile": profile, "during": action,
+                                               "decision": "refused" if errors else "passed",
+                                               "errors": [f.field for f in errors]})
 
 
 def check_deployable(pkg, profile: str | None = None) -> None:

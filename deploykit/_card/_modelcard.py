@@ -77,9 +77,17 @@ class ModelCard:
 
     @classmethod
     def load(cls, path: str | Path) -> ModelCard:
-        """Read a card from its JSON file, or from a folder holding ``card.json``."""
+        """Read a card from its JSON file, or from a folder holding ``card.json``.
+
+        A card inside a package folder is read only once the package's signature and files check out
+        (:class:`~deploykit.IntegrityError` otherwise); a card saved on its own has nothing to check against.
+        """
+        from .._security.signing import verify_card_file
+
         path = Path(path)
-        return cls(json.loads((path / JSON_NAME if path.is_dir() else path).read_text()))
+        file = path / JSON_NAME if path.is_dir() else path
+        verify_card_file(file)
+        return cls(json.loads(file.read_text()))
 
     # -- facts ----------------------------------------------------------------------------------------
     @property

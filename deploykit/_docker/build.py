@@ -277,15 +277,23 @@ def label_instruction(labels: dict) -> str:
     return "LABEL " + " \\\n      ".join(pairs)
 
 
-def _model_context(pkg: Any, context: Path, deps_tag: str, labels: dict) -> None:
+def _model_context(pkg: Any, context: Path, deps_tag: str, labels: dict, trusted_keys: str = "") -> None:
     bento = pkg.bento_path
     shutil.copytree(bento / "src" / "deploykit_runtime", context / "code" / "deploykit_runtime",
                     ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(bento, context / "bento", ignore=shutil.ignore_patterns("deploykit_runtime", "__pycache__"))
-    (context / "Dockerfile").write_text(_templates.render(
-        "docker/Dockerfile.j2", deps_image=deps_tag, uid=UID, port=PORT, deploykit_version=__version__,
-        labels=label_instruction(labels),
-    ))
+    (context / "Dockerfile").write_text(model_dockerfile(deps_tag, labels, trusted_keys))
+
+
+def model_dockerfile(deps_tag: str, labels: dict, trusted_keys: str) -> str:
+    """The model image's Dockerfile (linted by hadolint and checkov in the tests)."""
+    return _templates.render("docker/Dockerfile.j2", deps_image=deps_tag, uid=UID, port=PORT, deploykit_version=__version__,
+                             labels=label_instruction(labels), trusted_keys=shlex.quote(trusted_keys))
+
+
+def front_dockerfile(deps_tag: str) -> str:
+    """The front image's Dockerfile."""
+    return _templates.render("docker/Dockerfile.front.j2", deps_image=deps_tag, uid=UID, deploykit_version=__version__)
 
 
 def build_image(pkg: Any, *, base_image: str | None = None, tag: str | None = None, verbose: bool = True,
@@ -295,15 +303,18 @@ def build_image(pkg: Any, *, base_image: str | None = None, tag: str | None = No
     ``no_cache=True`` builds every layer afresh (the benchmark's cold build); a dependency image that
     already exists is still reused unless it was removed first.
     """
+    from .._security.signing import trusted_env, verify_package
+
     started = time.perf_counter()
     emit = on_line or _printer(verbose)
+    verify_package(pkg)  # build only what a trusted key signed
     base = _base.check_base_image(_base.resolve_base_image(base_image))
     emit(f"base image: {base['name']} (Python {base['python_full']}, {base['machine']}, glibc {base['libc']})")
     deps_tag, reused = ensure_deps_image(pkg.manifest.lock, base, on_line=emit, verbose=verbose, no_cache=no_cache)
     tag = tag or f"deploykit/{pkg.name}:{pkg.version}"
     with tempfile.TemporaryDirectory(prefix="deploykit-image-") as tmp:
         context = Path(tmp)
-        _model_context(pkg, context, deps_tag, image_labels(pkg, deps_tag))
+        _model_context(pkg, context, deps_tag, image_labels(pkg, deps_tag), trusted_env())
         emit(f"model image: building {tag} (network off)")
         image_id, lines = docker_build(context, tag, labels={}, on_line=emit, no_cache=no_cache)
     image = docker_client().images.get(image_id)
@@ -321,7 +332,7 @@ def front_image(*, base_image: str | None = None, on_line: Printer, verbose: boo
     lock = [f"{name}=={version}" for name, version in dependency_closure(FRONT_REQUIREMENTS).items()]
     deps_tag, _ = ensure_deps_image(lock, base, on_line=on_line, verbose=verbose)
     sources = sorted(FRONT_SOURCE.glob("*.py"))
-    dockerfile = _templates.render("docker/Dockerfile.front.j2", deps_image=deps_tag, uid=UID, deploykit_version=__version__)
+    dockerfile = front_dockerfile(deps_tag)
     tag = f"{FRONT_REPOSITORY}:{_hash(deps_tag, dockerfile, *(f'{p.name}:{p.read_text()}' for p in sources))[:16]}"
     try:
         docker_client().images.get(tag)

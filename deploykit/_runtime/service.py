@@ -207,6 +207,18 @@ async def card_json() -> Response:
     return _card(ModelRuntime.card_json, "application/json")
 
 
+def _verify_signature() -> None:
+    """The package this worker serves must be what a trusted key signed, file by file."""
+    from .signature import TRUSTED_ENV, trusted_from_env, verify_tree
+
+    trusted = trusted_from_env()
+    if trusted is None:
+        logger.warning("$%s is not set: the package's files are checked against its signature, but its signer "
+                       "is not checked against a list of trusted keys", TRUSTED_ENV)
+    key = verify_tree(default_package_dir().parent, MANIFEST, trusted)
+    logger.info("package signature verified: signed by key %s", key)
+
+
 @app.post("/_deploykit/shutdown", include_in_schema=False)
 async def shutdown(request: Request) -> Response:
     """The deployment's front asks a version it no longer routes to (a failed canary, a replaced live
@@ -236,6 +248,7 @@ class DeployKitService:
     def __init__(self) -> None:
         import gc
 
+        _verify_signature()
         runtime = _runtime()
         # SHAP (about 110 MiB and a second of imports) loads with the first /explain request, unless the
         # package asks for it up front: a worker that only predicts starts sooner and stays smaller.

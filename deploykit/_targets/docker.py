@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from .. import _paths
 from .._docker.build import PORT, build_image, front_image
 from .._docker.engine import LABEL, client as docker_client
+from .._docker.hardening import run_options
 from .._logs import follow_chunks
 from ..exceptions import ConfigError, DeploymentError
 from .base import Running
@@ -31,7 +32,6 @@ from .local import free_port, port_in_use
 FRONT_PORT = 8080
 FRONT_STATE = "/var/lib/deploykit"
 FRONT_UID = 10001  # the image's user (see deploykit._docker.build.UID)
-DEFAULT_RESOURCES = {"memory": "2g", "cpus": None}
 FRONT_START_TIMEOUT = 30.0
 
 
@@ -152,7 +152,7 @@ class DockerTarget:
             environment={"DEPLOYKIT_ADMIN_TOKEN": token},
             volumes={str(folder): {"bind": FRONT_STATE, "mode": "rw"}},
             labels=_labels(name, "front", host=host),
-            mem_limit="256m",
+            **{**run_options(role="front"), "user": user},  # read-only, no capabilities; writes only its folder
         )
         front = _front_client(container)
         try:
@@ -166,7 +166,7 @@ class DockerTarget:
     # -- versions --------------------------------------------------------------------------------------
     def start(self, front: FrontClient, pkg: Any, *, env: dict, prepared: dict, options: dict) -> DockerVersion:
         image = prepared["image"]
-        limits = {**DEFAULT_RESOURCES, **(options.get("resources") or {})}
+        workers = int(env.get("DEPLOYKIT_WORKERS") or pkg.manifest.serving.workers)
         container = docker_client().containers.run(
             image.tag,
             name=f"deploykit-{front.name}-v{pkg.version}-{secrets.token_hex(3)}",
@@ -176,8 +176,7 @@ class DockerTarget:
             ports={f"{PORT}/tcp": ("127.0.0.1", None)},
             restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
             environment=env,
-            mem_limit=limits["memory"],
-            nano_cpus=int(float(limits["cpus"]) * 1e9) if limits.get("cpus") else None,
+            **run_options(options.get("resources"), role="model", workers=workers),  # read-only, no capabilities, limits
             labels=_labels(front.name, "model", version=str(pkg.version), image=image.tag, package=str(pkg.path),
                            **{"model.sha256": pkg.manifest.model.sha256}),
         )

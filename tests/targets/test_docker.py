@@ -95,15 +95,46 @@ def test_no_secrets_in_any_layer(churn_package, base_image, docker_engine, monke
     pip_conf = tmp_path / "pip.conf"
     pip_conf.write_text(f"[global]\n# token {secret}\n")
     monkeypatch.setenv("PIP_CONFIG_FILE", str(pip_conf))
+    materials = {"the environment's secret": secret.encode(), **_key_material()}
     built = churn_package.build_image(tag="deploykit-test/secrets:1", verbose=False)
     found = docker_engine.images.get(built.tag)
     assert not any(secret in value for value in found.attrs["Config"]["Env"] + list(found.labels.values()))
     saved = b"".join(found.save(named=False))
+    layers = 0
     with tarfile.open(fileobj=io.BytesIO(saved)) as outer:
         for member in outer.getmembers():
-            if member.isfile():
-                assert secret.encode() not in outer.extractfile(member).read(), member.name
+            if member.name.endswith("layer.tar"):  # unpack the layer: every file in it, by name
+                layers += 1
+                with tarfile.open(fileobj=outer.extractfile(member)) as layer:
+                    for item in layer.getmembers():
+                        if item.isfile():
+                            _assert_none_in(layer.extractfile(item).read(), materials, f"{member.name}:{item.name}")
+            elif member.isfile():
+                _assert_none_in(outer.extractfile(member).read(), materials, member.name)
+    assert layers >= 3  # base, dependencies, service code and model
     docker_engine.images.remove(built.tag, force=True)
+
+
+def _key_material() -> dict:
+    """Issue 12: private keys (package signing, audit checkpoints) and an API key's secret, as bytes."""
+    from cryptography.hazmat.primitives import serialization
+
+    from deploykit._security import audit, keys, signing
+
+    token = keys.create("churn", "predict").token
+    found = {"an API key's secret": token.split("_", 2)[2].encode()}
+    for what, path in (("the package signing key", signing.keys_dir() / "signing.key"), ("the audit key", audit.audit_key_path())):
+        pem = path.read_bytes()
+        found[what] = b"".join(pem.splitlines()[1:-1])
+        raw = serialization.load_pem_private_key(pem, None).private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+        found[f"{what} (raw)"] = raw
+    return found
+
+
+def _assert_none_in(data: bytes, materials: dict, where: str) -> None:
+    for what, material in materials.items():
+        assert material not in data, f"{what} found in {where}"
 
 
 def test_base_image_checks(docker_engine, base_image, tmp_path, monkeypatch):
