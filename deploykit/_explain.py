@@ -43,6 +43,12 @@ def _kind_and_output(final: Any, task: str) -> tuple[str, str]:
     return KERNEL, "value" if task == "regression" else "probability"
 
 
+def _native_categories(final: Any, schema: dict) -> bool:
+    """A LightGBM or XGBoost model that reads category columns itself (no encoder before it)."""
+    library = type(final).__module__.split(".")[0]
+    return library in ("lightgbm", "xgboost") and any(c["kind"] in ("category", "string") for c in schema["columns"])
+
+
 def _probe_values(column: dict, original: pd.Series, rng: np.random.Generator) -> pd.Series:
     n = len(original)
     if column.get("categories"):
@@ -97,6 +103,8 @@ def plan_explainer(model: Any, frame: pd.DataFrame, schema: dict, task: str, cla
     if space == RAW:
         kind, output = KERNEL, "value" if task == "regression" else "probability"
     config = {"kind": kind, "space": space, "output": output, "groups": groups, "k": 10}
+    if kind == TREE and pre is None and _native_categories(final, schema):
+        config["input"] = "frame"
     if kind != KERNEL and not _faithful(model, config, frame, schema, task, classes, to_input):
         config = {"kind": KERNEL, "space": RAW, "output": "value" if task == "regression" else "probability",
                   "groups": None, "k": 10}

@@ -350,10 +350,15 @@ def _check_parity(model, facts, schema, frame, test, work, manifest, explain, pr
         manifest["parity"] = result.to_dict()
         manifest["requirements"], manifest["lock"] = _capture.requirements(
             facts, manifest["artifacts"]["model"]["format"], child["modules"], explain=explain,
-            extra=("onnxruntime",) if manifest["serving"].get("fast_path", {}).get("enabled") else (),
+            extra=_fast_path_requires(manifest["serving"].get("fast_path") or {}),
         )
         _write_manifest(work, manifest)
         _parity.raise_on_mismatch(result)
+
+
+def _fast_path_requires(fast: dict) -> tuple[str, ...]:
+    """The compiled engine's runtime package (packages made before engines were recorded used ONNX Runtime)."""
+    return tuple(fast.get("requires", ["onnxruntime"])) if fast.get("enabled") else ()
 
 
 def _metrics(model, facts, test, y_test) -> dict:

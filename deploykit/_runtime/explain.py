@@ -112,6 +112,9 @@ class Explainer:
         self.pre, self.final = split_pipeline(model, self.space)
         self.groups = np.asarray(config["groups"]) if config.get("groups") is not None else None
         self.coder = RawCoder(schema, background) if self.space == RAW else None
+        # LightGBM and XGBoost split on categories natively: they get the DataFrame, categories and all,
+        # and TreeExplainer hands it to their own exact contributions (pred_contrib / pred_contribs)
+        self.frame_input = config.get("input") == "frame"
         data = self._matrix(background)
         if self.kind == TREE:
             self._shap = shap.TreeExplainer(self.final)
@@ -122,6 +125,8 @@ class Explainer:
             self._shap = shap.KernelExplainer(self._kernel_function(), summary)
 
     def _matrix(self, frame) -> np.ndarray:
+        if self.frame_input:
+            return self.to_input(frame)
         if self.coder is not None:
             return self.coder.encode(frame)
         return dense(self.pre.transform(self.to_input(frame))) if self.pre is not None else dense(self.to_input(frame))
@@ -146,7 +151,7 @@ class Explainer:
     def takes_columns(self) -> bool:
         """True when request columns can go to SHAP as a float matrix, with no DataFrame in between:
         no preprocessing, only numeric columns, and no per-row class to look up."""
-        return (self.pre is None and self.coder is None and self.task != "multiclass"
+        return (self.pre is None and self.coder is None and self.task != "multiclass" and not self.frame_input
                 and all(c["kind"] in ("integer", "number", "boolean") for c in self.schema["columns"]))
 
     def explain_columns(self, columns: dict[str, list]) -> dict:
