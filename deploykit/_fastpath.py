@@ -2,7 +2,8 @@
 
 The model is split where its preprocessing ends (:mod:`deploykit._compile`): the preprocessing becomes a
 numpy plan run in float64, the final estimator goes to a compiled engine, tried in the order measured
-best: ONNX Runtime in double precision, treelite, ONNX Runtime in single precision. When the
+best: treelite for tree ensembles, ONNX Runtime in double precision (linear models), ONNX Runtime in
+single precision. When the
 preprocessing has no numpy form, the whole pipeline is converted with skl2onnx as before. Each candidate
 is replayed through the exact request path the service uses on every test row, and the first that gives
 every label identical and every probability (or regression value) within :data:`TOLERANCE` of the
@@ -83,7 +84,7 @@ def _compare(model, facts, schema, frame, fast) -> tuple[int, float]:
 
 
 # -- candidates: (engine, precision, what to write) --------------------------------------------------
-ENGINE_ORDER = (("onnx", "double"), ("treelite", "native"), ("onnx", "float"))
+ENGINE_ORDER = (("treelite", "native"), ("onnx", "double"), ("onnx", "float"))
 REQUIRES = {"onnx": ("onnxruntime",), "treelite": ("treelite",)}
 SUFFIX = {"onnx": "onnx", "treelite": "treelite"}
 
