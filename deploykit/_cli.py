@@ -41,6 +41,8 @@ EXAMPLES: dict[str, tuple[list[str], list[str] | None]] = {
     "build": (["deploykit build churn", "deploykit build churn --version 2 --tag registry.local/churn:2"],
               ["%deploy build churn", "%deploy build pkg --tag registry.local/churn:2"]),
     "base-image": (["deploykit base-image --tag local/python:3.11-bookworm"], ["%deploy base-image"]),
+    "export": (["deploykit export churn --format edge -o churn-edge      # writes churn-edge/ and churn-edge.zip"],
+               ["%deploy export churn --format edge -o churn-edge"]),
     "run": (["deploykit run train.ipynb", "deploykit run train.ipynb -p n_estimators 300 -p data data/2024.csv --target docker",
              "deploykit run train.ipynb --output executed.ipynb --cards cards/ --stop   # CI: check it serves, then stop"],
             ["%deploy run train.ipynb -p n_estimators 300"]),
@@ -126,6 +128,14 @@ def _build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tag", help="image tag (default: deploykit/NAME:VERSION)")
 
 
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("package", help="package name (newest version) or folder; in %%deploy also a Package variable")
+    p.add_argument("--version", help="package version (default: the newest)")
+    p.add_argument("--format", required=True, choices=["edge"],
+                   help="edge: the compiled model, input schema, parity proof, card and a predict.py needing only numpy and its engine")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="the folder to write (DIR.zip is written beside it)")
+
+
 def _base_image_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tag", help="image tag (default: local/python:X.Y-SUITE)")
     p.add_argument("--suite", help="Debian suite (default: the one whose Python matches this one)")
@@ -196,6 +206,7 @@ _COMMANDS = [
     ("rollback", "serve the previous version again (health-gated: on failure the current one keeps serving)", _rollback_arguments),
     ("stop", "stop a deployment", _name),
     ("build", "build a package's Docker image", _build_arguments),
+    ("export", "write a package in another form: an edge bundle that predicts without a server", _export_arguments),
     ("base-image", "build a Python base image from Debian packages (no registry needed)", _base_image_arguments),
     ("run", "execute a notebook headless (papermill) and deploy the packages it makes", _run_arguments),
     ("init-ci", "write a GitHub Actions workflow that runs a notebook with `deploykit run`", _init_ci_arguments),
@@ -384,10 +395,17 @@ def _show_path(args, path) -> None:
     print(f"wrote {path}")
 
 
+def _show_exported(args, folder) -> None:
+    from ._edge import bundle_size
+
+    size = bundle_size(folder)
+    print(f"wrote {folder}/ ({size['folder_bytes'] / 1024:.0f} KiB) and {folder}.zip ({size['zip_bytes'] / 1024:.0f} KiB)")
+
+
 _SHOW = {
     "deploy": _show_deployed, "rollback": _show_deployed, "list": _show_list, "status": _show_status,
     "logs": _show_logs, "predict": _show_predictions, "explain": _show_explanation, "card": _show_card,
-    "stop": _show_stopped, "run": _show_run, "init-ci": _show_path,
+    "stop": _show_stopped, "run": _show_run, "init-ci": _show_path, "export": _show_exported,
     "build": lambda args, image: print(image.tag), "base-image": lambda args, tag: print(tag),
 }
 

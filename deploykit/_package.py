@@ -127,6 +127,28 @@ class Package:
 
         return build_image(self, base_image=base_image, tag=tag, verbose=verbose)
 
+    def export(self, format: str, path: str | Path) -> Path:
+        """Write this package in another form; ``"edge"``: its compiled model as a folder and a zip.
+
+        The edge bundle predicts with numpy and the compiled engine only (no deploykit, scikit-learn or
+        server): ``predict.py`` has ``predict(rows)`` and ``predict_proba(rows)``, beside the compiled
+        model, the input schema, the parity proof and the model card. ``path.zip`` holds the same folder.
+
+        Examples
+        --------
+        >>> folder = pkg.export("edge", "churn-edge")            # doctest: +SKIP
+        >>> import sys; sys.path.insert(0, str(folder)); import predict  # doctest: +SKIP
+        >>> predict.predict(pkg.sample_rows())                   # doctest: +SKIP
+        [0, 1, 0, 0, 1]
+        """
+        if format != "edge":
+            from .exceptions import ConfigError
+
+            raise ConfigError(f"unknown export format {format!r}; the formats are: 'edge'")
+        from ._edge import export_edge
+
+        return export_edge(self, path)
+
     def deploy(self, *, target: str = "local", name: str | None = None, port: int | None = None, **options):
         """Deploy this package; see :func:`deploykit.deploy`."""
         from ._deploy import deploy
