@@ -116,7 +116,11 @@ class Explainer:
         # and TreeExplainer hands it to their own exact contributions (pred_contrib / pred_contribs)
         self.frame_input = config.get("input") == "frame"
         data = self._matrix(background)
-        if self.kind == TREE:
+        if self.kind == TREE and config.get("engine") == "numpy":
+            from .treeshap import HistTreeShap
+
+            self._shap = HistTreeShap(self.final)
+        elif self.kind == TREE:
             self._shap = shap.TreeExplainer(self.final)
         elif self.kind == LINEAR:
             self._shap = shap.LinearExplainer(self.final, data)
