@@ -84,16 +84,21 @@ def floors(fitted: models_mod.Fitted, budget: float) -> dict:
     return out
 
 
-def package_explainer_floor(package, fitted: models_mod.Fitted, budget: float) -> dict | None:
-    """deploykit's own explainer for this package, called in this process on a 1-row frame."""
+def package_floors(package, fitted: models_mod.Fitted, budget: float) -> dict:
+    """The package's own calls in this process: its compiled path on 1 row's validated columns, and its
+    explainer on a 1-row frame: what a served request costs beyond the request path."""
     from deploykit._runtime.model import ModelRuntime
 
     runtime = ModelRuntime.load(package.model_dir)
-    if runtime.manifest.get("explainer") is None:
-        return None
-    frame = runtime.frame({"instances": fitted.rows(1)})
-    return {**models_mod.time_call(lambda: runtime.explain(frame), budget_s=budget),
-            "algorithm": runtime.manifest["explainer"]["algorithm"]}
+    out = {}
+    if runtime.fast is not None:
+        columns = runtime.columns({"instances": fitted.rows(1)})
+        out["compiled_1"] = models_mod.time_call(lambda: runtime.fast.run(columns), budget_s=budget)
+    if runtime.manifest.get("explainer") is not None:
+        frame = runtime.frame({"instances": fitted.rows(1)})
+        out["package_explainer_1"] = {**models_mod.time_call(lambda: runtime.explain(frame), budget_s=budget),
+                                      "algorithm": runtime.manifest["explainer"]["algorithm"]}
+    return out
 
 
 def probe(spec: servers.Spec, running: servers.Running, fitted: models_mod.Fitted) -> dict:
@@ -146,7 +151,7 @@ def run_server(run, ctx, spec, fitted, cases, entry) -> dict:
             package = ctx.packages[(fitted.key, f"bench-{fitted.key}")]
             out["fast_path"] = package.manifest["serving"].get("fast_path")
             out["explainer"] = package.manifest.get("explainer")
-            entry["floors"]["package_explainer_1"] = package_explainer_floor(package, fitted, run.cfg.floor_budget)
+            entry["floors"].update(package_floors(package, fitted, run.cfg.floor_budget))
         for case in cases:
             if case[0] == "explain" and not out.get("explainer"):
                 continue

@@ -95,7 +95,7 @@ def _native_codes(final: Any, schema: dict) -> list[dict]:
         return [{"columns": [c["name"] for c in columns], "steps": []}]
     if any(not c.get("categories") for c in columns if c["name"] in textual):
         raise Unsupported("a text column without a fixed list of categories reaches the estimator")
-    trained = {**_lightgbm_categories(final, schema), **hgb_categories(final, schema)}
+    trained = {**_lightgbm_categories(final, schema), **_hgb_categories(final, schema)}
     categories = [trained.get(c["name"], c["categories"]) if c["name"] in textual else None for c in columns]
     return [{"columns": [c["name"] for c in columns], "steps": [{"op": "codes", "categories": categories}]}]
 
@@ -217,7 +217,7 @@ def _hgb_with_coded_categories(final: Any) -> Any:
     return clone
 
 
-def hgb_categories(final: Any, schema: dict) -> dict[str, list]:
+def _hgb_categories(final: Any, schema: dict) -> dict[str, list]:
     """The category lists a HistGradientBoosting model's own encoder learnt, by column name."""
     pre = getattr(final, "_preprocessor", None)
     if pre is None or type(final).__name__ not in ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor"):

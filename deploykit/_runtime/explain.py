@@ -112,8 +112,9 @@ class Explainer:
         self.pre, self.final = split_pipeline(model, self.space)
         self.groups = np.asarray(config["groups"]) if config.get("groups") is not None else None
         self.coder = RawCoder(schema, background) if self.space == RAW else None
-        # LightGBM and XGBoost split on categories natively: they get the DataFrame, categories and all,
-        # and TreeExplainer hands it to their own exact contributions (pred_contrib / pred_contribs)
+        # Models that split on categories natively get the DataFrame, categories and all: TreeExplainer
+        # hands it to LightGBM's and XGBoost's own contributions (pred_contrib / pred_contribs), and
+        # HistTreeShap encodes it as HistGradientBoosting's own encoder does
         self.frame_input = config.get("input") == "frame"
         data = self._matrix(background)
         if self.kind == TREE and config.get("engine") == "numpy":
