@@ -71,9 +71,12 @@ def _step(step: Any) -> list[dict]:
 
 
 def _column_names(columns: Any, names: list[str]) -> list[str]:
-    picked = np.asarray(names)[columns] if not isinstance(columns, (list, tuple, np.ndarray)) or (
-        len(columns) and not isinstance(columns[0], str)) else columns
-    return [str(c) for c in np.atleast_1d(picked)]
+    """A ColumnTransformer's column selection (names, indices, a slice or a boolean mask) as names."""
+    if isinstance(columns, str):
+        return [columns]
+    if isinstance(columns, (list, tuple)) and all(isinstance(c, str) for c in columns):
+        return list(columns)
+    return [str(c) for c in np.atleast_1d(np.asarray(names, dtype=object)[columns])]
 
 
 def _column_transformer(ct: Any, names: list[str]) -> list[dict]:
