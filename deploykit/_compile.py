@@ -2,15 +2,17 @@
 
 The model is split where the preprocessing ends. Everything before the final estimator becomes a plan
 that :mod:`deploykit._runtime.prep` replays in numpy (float64); the final estimator is handed to a
-compiled engine, tried in the order measured best (docs/benchmarks.md, "Compiled engines"):
+compiled engine, tried in the order measured best (docs/benchmarks.md, "Compiled path for every family"):
 
-1. ``treelite`` (its GTIL runtime, in the model's own precision): every tree ensemble of scikit-learn,
-   LightGBM and XGBoost, native categorical splits included; about 35 µs for 1 row and exact (the
-   largest difference measured was 2e-16; XGBoost's own float32 sums, 1e-7).
-2. ``onnx`` in double precision (skl2onnx): linear models, exact; it also converts forests, about 4×
-   faster than treelite, but with thresholds and leaf values in float32 (skl2onnx writes them so even
-   for double inputs): probabilities moved by 5e-8 and a held-out label flipped on a tie.
-3. ``onnx`` in single precision (skl2onnx, onnxmltools): what neither of the above takes.
+1. ``onnx`` in double precision (skl2onnx): scikit-learn forests, single trees and linear models; the
+   fastest where it converts (a 100-tree forest: about 10 µs for 1 row, 0.4 ms for 100). Linear models
+   are exact; for trees skl2onnx rounds thresholds to float32 the way scikit-learn's float32 inputs
+   need, but writes leaf values in float32 (probabilities within ~3e-8; ties: see ``_fastpath.TIES``).
+2. ``treelite`` (its GTIL runtime, in the model's own precision): every tree ensemble of scikit-learn,
+   LightGBM and XGBoost, native categorical splits included; exact (1e-16; XGBoost's own float32
+   sums, 1e-7), 4–7× slower than ONNX Runtime on forests for 100 rows.
+3. ``onnx`` in single precision (skl2onnx, onnxmltools): what neither of the above takes; XGBoost
+   tries it first (``_fastpath.engine_order``): it is XGBoost's own precision, and faster.
 
 Each raises :class:`Unsupported` with the reason when it cannot take the model.
 """
@@ -166,7 +168,8 @@ def onnx_bytes(final: Any, width: int, precision: str) -> bytes:
 
     convert = onnxmltools.convert_lightgbm if library == "lightgbm" else onnxmltools.convert_xgboost
     options = {"zipmap": False} if library == "lightgbm" else {}
-    onx = convert(final, initial_types=[("X", FloatTensorType([None, width]))], target_opset=15, **options)
+    model = final if library == "lightgbm" else _xgboost_with_positional_names(final)
+    onx = convert(model, initial_types=[("X", FloatTensorType([None, width]))], target_opset=15, **options)
     return onx.SerializeToString()
 
 
@@ -179,17 +182,32 @@ def treelite_bytes(final: Any) -> bytes:
         model = treelite.frontend.from_lightgbm(final.booster_)
     elif library == "xgboost":
         model = treelite.frontend.from_xgboost_json(_xgboost_json_without_categories(final))
-    elif library == "sklearn" and _is_tree_ensemble(final):
+    elif library == "sklearn" and is_tree_ensemble(final):
         model = treelite.sklearn.import_model(_hgb_with_coded_categories(final))
     else:
         raise Unsupported(f"{type(final).__name__} ({library}) is not a tree ensemble treelite reads")
     return bytes(model.serialize_bytes())
 
 
-def _is_tree_ensemble(final: Any) -> bool:
+def is_tree_ensemble(final: Any) -> bool:
+    """A scikit-learn forest, gradient boosting or decision tree (treelite reads these; ONNX's are float32 inside)."""
     module = type(final).__module__
     return module.startswith(("sklearn.ensemble._forest", "sklearn.ensemble._gb", "sklearn.ensemble._hist_gradient_boosting",
                               "sklearn.tree"))
+
+
+def _xgboost_with_positional_names(final: Any) -> Any:
+    """A copy whose booster names its features f0, f1, ...: the only names onnxmltools' converter reads
+    (the compiled path feeds columns by position anyway)."""
+    import copy
+
+    booster = final.get_booster().copy()
+    if booster.feature_types and "c" in booster.feature_types:
+        raise Unsupported("onnxmltools does not convert XGBoost's categorical splits")
+    booster.feature_names = [f"f{i}" for i in range(booster.num_features())]
+    clone = copy.copy(final)
+    clone._Booster = booster
+    return clone
 
 
 def _xgboost_json_without_categories(final: Any) -> str:

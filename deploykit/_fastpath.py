@@ -2,8 +2,8 @@
 
 The model is split where its preprocessing ends (:mod:`deploykit._compile`): the preprocessing becomes a
 numpy plan run in float64, the final estimator goes to a compiled engine, tried in the order measured
-best: treelite for tree ensembles, ONNX Runtime in double precision (linear models), ONNX Runtime in
-single precision. When the
+best: ONNX Runtime in double precision (forests, linear models), treelite (every other tree ensemble),
+ONNX Runtime in single precision. When the
 preprocessing has no numpy form, the whole pipeline is converted with skl2onnx as before. Each candidate
 is replayed through the exact request path the service uses on every test row, and the first that gives
 every label identical and every probability (or regression value) within :data:`TOLERANCE` of the
@@ -84,8 +84,19 @@ def _compare(model, facts, schema, frame, fast) -> tuple[int, float]:
 
 
 # -- candidates: (engine, precision, what to write) --------------------------------------------------
-ENGINE_ORDER = (("treelite", "native"), ("onnx", "double"), ("onnx", "float"))
+# skl2onnx writes a forest's leaf values in float32: probabilities move by up to ~3e-8, enough to break
+# an exact tie (0.5 / 0.5, which scikit-learn gives to the first class) the other way. Classes within
+# TIES of the top are treated as tied, and the first wins, as scikit-learn's argmax does.
+TIES = 1e-7
+ENGINE_ORDER = (("onnx", "double"), ("treelite", "native"), ("onnx", "float"))
+# XGBoost itself reads features and sums leaves in float32: ONNX Runtime in single precision is its own
+# precision, as close as treelite (1e-7) and 2-4 times faster (docs/benchmarks.md)
+XGBOOST_ORDER = (("onnx", "float"), ("treelite", "native"))
 REQUIRES = {"onnx": ("onnxruntime",), "treelite": ("treelite",)}
+
+
+def engine_order(final: Any) -> tuple:
+    return XGBOOST_ORDER if type(final).__module__.startswith("xgboost") else ENGINE_ORDER
 SUFFIX = {"onnx": "onnx", "treelite": "treelite"}
 
 
@@ -100,7 +111,7 @@ def _engine_missing(engine: str) -> str | None:
 
 def _split_candidates(model: Any, schema: dict, model_dir: Path):
     """Yield (record, None) for each compiled form of the final estimator, or (None, reason) for each refused."""
-    from ._compile import Unsupported, onnx_bytes, preprocessing_plan, treelite_bytes
+    from ._compile import Unsupported, is_tree_ensemble, onnx_bytes, preprocessing_plan, treelite_bytes
 
     try:
         plan, final = preprocessing_plan(model, schema)
@@ -108,7 +119,7 @@ def _split_candidates(model: Any, schema: dict, model_dir: Path):
         yield None, f"preprocessing: {exc}"
         return
     prep = _json_file(model_dir, "prep.json", plan)
-    for engine, precision in ENGINE_ORDER:
+    for engine, precision in engine_order(final):
         label = f"{engine} ({precision})"
         missing = _engine_missing(engine)
         if missing:
@@ -121,8 +132,11 @@ def _split_candidates(model: Any, schema: dict, model_dir: Path):
             continue
         filename = f"model.{SUFFIX[engine]}"
         (model_dir / filename).write_bytes(data)
-        yield {"engine": engine, "file": filename, "sha256": artifacts.sha256_bytes(data), "precision": precision,
-               "inputs": "prep", "prep": prep, "requires": list(REQUIRES[engine])}, label
+        record = {"engine": engine, "file": filename, "sha256": artifacts.sha256_bytes(data), "precision": precision,
+                  "inputs": "prep", "prep": prep, "requires": list(REQUIRES[engine])}
+        if engine == "onnx" and is_tree_ensemble(final):
+            record["ties"] = TIES
+        yield record, label
 
 
 def _whole_candidates(model: Any, schema: dict, model_dir: Path):

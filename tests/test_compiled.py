@@ -55,7 +55,7 @@ def _families():
         return pipeline
 
     return {
-        "random-forest": ("numeric", "treelite", lambda: ensemble.RandomForestClassifier(30, max_depth=6, random_state=0)),
+        "random-forest": ("numeric", "onnx", lambda: ensemble.RandomForestClassifier(30, max_depth=6, random_state=0)),
         "gradient-boosting": ("numeric", "treelite", lambda: ensemble.GradientBoostingClassifier(n_estimators=30, random_state=0)),
         "hist-gradient-boosting": ("numeric", "treelite", lambda: ensemble.HistGradientBoostingClassifier(max_iter=30, random_state=0)),
         "hist-gradient-boosting-multiclass": ("multiclass", "treelite", lambda: ensemble.HistGradientBoostingClassifier(max_iter=20, random_state=0)),
@@ -68,10 +68,10 @@ def _families():
         "gradient-boosting-regressor": ("regression", "treelite", lambda: ensemble.GradientBoostingRegressor(n_estimators=30, random_state=0)),
         "lightgbm": ("numeric", "treelite", lambda: lightgbm.LGBMClassifier(n_estimators=30, verbose=-1)),
         "lightgbm-native-categories": ("native", "treelite", lambda: lightgbm.LGBMClassifier(n_estimators=30, verbose=-1)),
-        "xgboost": ("numeric", "treelite", lambda: xgboost.XGBClassifier(n_estimators=30, max_depth=4)),
+        "xgboost": ("numeric", "onnx", lambda: xgboost.XGBClassifier(n_estimators=30, max_depth=4)),
         "xgboost-native-categories": ("native", "treelite", lambda: xgboost.XGBClassifier(
             n_estimators=30, max_depth=4, enable_categorical=True, tree_method="hist")),
-        "pipeline-imputer-scaler-onehot-forest": ("churn", "treelite", lambda: churn_with(ensemble.RandomForestClassifier(30, max_depth=8, random_state=0))),
+        "pipeline-imputer-scaler-onehot-forest": ("churn", "onnx", lambda: churn_with(ensemble.RandomForestClassifier(30, max_depth=8, random_state=0))),
         "pipeline-imputer-scaler-onehot-logistic": ("churn", "onnx", lambda: churn_with(linear_model.LogisticRegression(max_iter=500))),
         "pipeline-imputer-scaler-onehot-hgb": ("churn", "treelite", lambda: churn_with(ensemble.HistGradientBoostingClassifier(max_iter=20, random_state=0))),
     }
@@ -119,6 +119,22 @@ def _unseen(validator, row) -> bool:
     except InputError:
         return True
     return False
+
+
+def test_an_exact_tie_goes_to_the_first_class_as_in_scikit_learn(data, tmp_path):
+    """skl2onnx's float32 leaf values turn this forest's 0.5 / 0.5 into 0.49999999 / 0.50000001."""
+    X, y = data["churn"]
+    model = FAMILIES["pipeline-imputer-scaler-onehot-forest"][2]().fit(X.iloc[:TRAIN], y.iloc[:TRAIN])
+    fast, schema, facts = _compiled(model, X, tmp_path)
+    assert fast["enabled"] and fast["engine"] == "onnx" and fast["ties"] == 1e-7
+    held_out = X.iloc[GATE:]
+    tied = np.flatnonzero(np.diff(model.predict_proba(held_out), axis=1)[:, 0] == 0)
+    assert len(tied) > 0
+    columns = InstanceValidator(schema).columns_of(records(held_out))
+    labels, _ = FastPath(tmp_path, fast, schema, facts.task, facts.classes).run(columns)
+    assert [labels[i] for i in tied] == [model.classes_[0]] * len(tied) == model.predict(held_out.iloc[tied]).tolist()
+    untied, _ = FastPath(tmp_path, {**fast, "ties": 0.0}, schema, facts.task, facts.classes).run(columns)
+    assert [untied[i] for i in tied] != [labels[i] for i in tied]  # what the rule is for
 
 
 def test_a_model_with_no_compiled_form_says_why_for_each_engine(data, tmp_path):

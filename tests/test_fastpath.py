@@ -42,14 +42,14 @@ def test_fast_path_is_chosen_only_after_checking_every_test_row(forest_package, 
     fast = forest_package.manifest["serving"]["fast_path"]
     assert fast["enabled"] is True and fast["label_mismatches"] == 0
     assert fast["rows_checked"] == len(numeric[1]) and fast["max_difference"] <= fast["tolerance"] == 1e-5
-    assert fast["engine"] == "treelite" and fast["inputs"] == "prep"
-    assert "treelite" in dict(r.split("==") for r in forest_package.requirements)
-    assert (forest_package.model_dir / fast["file"]).exists() and not (forest_package.model_dir / "model.onnx").exists()
+    assert fast["engine"] == "onnx" and fast["precision"] == "double" and fast["inputs"] == "prep"
+    assert "onnxruntime" in dict(r.split("==") for r in forest_package.requirements)
+    assert (forest_package.model_dir / fast["file"]).exists() and not (forest_package.model_dir / "model.treelite").exists()
 
 
 def test_the_card_says_which_path_serves(forest_package):
     fast = forest_package.card.to_dict()["deployment"]["serving_path"]
-    assert fast.startswith("compiled fast path: treelite") and "x-deploykit-path: treelite" in fast
+    assert fast.startswith("compiled fast path: ONNX Runtime (double precision)") and "x-deploykit-path: onnx" in fast
     assert "Serving path" in forest_package.card.to_html() and "Serving path" in forest_package.card.to_markdown()
 
 
@@ -108,7 +108,7 @@ class TestServedFastPath:
     def test_contract_on_the_fast_path(self, served, forest, numeric):
         X_test = numeric[1].iloc[:200]
         response = httpx.post(served.url + "/predict", json={"instances": records(X_test)})
-        assert response.headers["x-deploykit-path"] == "treelite"
+        assert response.headers["x-deploykit-path"] == "onnx"
         assert response.json()["predictions"] == forest.predict(X_test).tolist()
         proba = httpx.post(served.url + "/predict_proba", json={"instances": records(X_test)}).json()
         assert np.abs(np.asarray(proba["probabilities"]) - forest.predict_proba(X_test)).max() <= 1e-5

@@ -90,7 +90,9 @@ class FastPath:
         scores = tidy(self.engine.scores(self.prep.transform(columns)), self.task)
         if self.task == "regression":
             return scores.tolist(), None
-        return self.classes[scores.argmax(axis=1)].tolist(), scores
+        # the first class within `ties` of the top one: an exact tie goes to the first, as in scikit-learn
+        top = scores >= scores.max(axis=1, keepdims=True) - self.config.get("ties", 0.0)
+        return self.classes[top.argmax(axis=1)].tolist(), scores
 
     # -- packages whose whole pipeline is one ONNX graph ------------------------------------------------
     def _numeric(self, values: list) -> np.ndarray:
