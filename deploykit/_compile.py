@@ -10,7 +10,7 @@ compiled engine, tried in the order measured best (docs/benchmarks.md, "Compiled
    need, but writes leaf values in float32 (probabilities within ~3e-8; ties: see ``_fastpath.TIES``).
 2. ``treelite`` (its GTIL runtime, in the model's own precision): every tree ensemble of scikit-learn,
    LightGBM and XGBoost, native categorical splits included; exact (1e-16; XGBoost's own float32
-   sums, 1e-7), 4–7× slower than ONNX Runtime on forests for 100 rows.
+   sums, 1e-7), about 3× slower than ONNX Runtime on forests for 100 rows.
 3. ``onnx`` in single precision (skl2onnx, onnxmltools): what neither of the above takes; XGBoost
    tries it first (``_fastpath.engine_order``): it is XGBoost's own precision, and faster.
 
