@@ -25,15 +25,52 @@ ESTIMATORS = {
     "rf": "RandomForestClassifier(n_estimators=100, max_depth=8, random_state=0)",
     "hgb": "HistGradientBoostingClassifier(random_state=0)",
 }
+# The families of issue 15 (bench_families.py): key -> (label, estimator, data kind). Data kinds:
+# "numeric" make_classification as above; "regression" make_regression, 20 features; "churn" the
+# tutorials' churn table (numbers with missing values, text categories); "native" the same table with
+# its text columns as pandas categories, read natively by LightGBM, XGBoost and HistGradientBoosting.
+FAMILIES = {
+    "rf": ("RandomForest", ESTIMATORS["rf"], "numeric"),
+    "gb": ("GradientBoosting", "GradientBoostingClassifier(n_estimators=100, random_state=0)", "numeric"),
+    "hgb": ("HistGradientBoosting", ESTIMATORS["hgb"], "numeric"),
+    "logreg": ("LogisticRegression", "LogisticRegression(max_iter=1000)", "numeric"),
+    "ridge": ("Ridge (linear regressor)", "Ridge(alpha=1.0)", "regression"),
+    "lgbm": ("LightGBM", "LGBMClassifier(n_estimators=100, random_state=0)", "numeric"),
+    "xgb": ("XGBoost", "XGBClassifier(n_estimators=100, max_depth=6, random_state=0)", "numeric"),
+    "lgbm-cat": ("LightGBM, native categories", "LGBMClassifier(n_estimators=100, random_state=0)", "native"),
+    "xgb-cat": ("XGBoost, native categories", "XGBClassifier(n_estimators=100, enable_categorical=True)", "native"),
+    "hgb-cat": ("HistGradientBoosting, native categories", ESTIMATORS["hgb"], "native"),
+    "pipeline": ("Pipeline: imputer, scaler, one-hot, RandomForest", "deploykit.demo.churn_pipeline()", "churn"),
+}
+MODELS.update({key: label for key, (label, _, _) in FAMILIES.items() if key not in MODELS})
+ESTIMATORS.update({key: estimator for key, (_, estimator, _) in FAMILIES.items() if key not in ESTIMATORS})
 
 
 def make_estimator(key: str):
-    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn import ensemble, linear_model
 
-    if key == "rf":
-        return RandomForestClassifier(n_estimators=100, max_depth=8, random_state=SEED)
-    if key == "hgb":
-        return HistGradientBoostingClassifier(random_state=SEED)
+    makers = {
+        "rf": lambda: ensemble.RandomForestClassifier(n_estimators=100, max_depth=8, random_state=SEED),
+        "hgb": lambda: ensemble.HistGradientBoostingClassifier(random_state=SEED),
+        "hgb-cat": lambda: ensemble.HistGradientBoostingClassifier(random_state=SEED),
+        "gb": lambda: ensemble.GradientBoostingClassifier(n_estimators=100, random_state=SEED),
+        "logreg": lambda: linear_model.LogisticRegression(max_iter=1000),
+        "ridge": lambda: linear_model.Ridge(alpha=1.0),
+    }
+    if key in makers:
+        return makers[key]()
+    if key in ("lgbm", "lgbm-cat"):
+        from lightgbm import LGBMClassifier
+
+        return LGBMClassifier(n_estimators=100, random_state=SEED, verbose=-1)
+    if key in ("xgb", "xgb-cat"):
+        from xgboost import XGBClassifier
+
+        return XGBClassifier(n_estimators=100, max_depth=6, random_state=SEED, enable_categorical=key == "xgb-cat")
+    if key == "pipeline":
+        from deploykit.demo import churn_pipeline
+
+        return churn_pipeline()
     raise ValueError(f"unknown model {key!r}; choose from {sorted(MODELS)}")
 
 
@@ -52,14 +89,20 @@ class Fitted:
         return MODELS[self.key]
 
     def rows(self, n: int) -> list[dict]:
-        return self.X_test.iloc[:n].to_dict(orient="records")
+        return [{k: _json_value(v) for k, v in row.items()} for row in self.X_test.iloc[:n].to_dict(orient="records")]
+
+    def dtypes(self) -> dict:
+        """Column -> dtype, or the category list of a pandas category column: what the BentoML servers
+        rebuild from JSON (``servers/trained_frame.py``)."""
+        return {c: (list(self.X_train[c].cat.categories) if str(t) == "category" else str(t))
+                for c, t in self.X_train.dtypes.items()}
 
     def body(self, kind: str, n: int) -> bytes:
         """The JSON body of an ``n``-row request in a server's format (see ``bench_serving_servers``)."""
         if kind == "records":
             payload = {"instances": self.rows(n)}
         elif kind == "arrays":
-            payload = {"instances": self.X_test.iloc[:n].to_numpy().tolist()}
+            payload = {"instances": [[_json_value(v) for v in row] for row in self.X_test.iloc[:n].to_numpy().tolist()]}
         elif kind == "mlflow":
             payload = {"dataframe_records": self.rows(n)}
         else:
@@ -70,7 +113,14 @@ class Fitted:
         return self.model.predict(self.X_test.iloc[:n]).tolist()
 
 
-def make_data() -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
+def _json_value(value: Any) -> Any:
+    """JSON null for a missing number (json.dumps would write NaN, which is not JSON)."""
+    return None if isinstance(value, float) and value != value else value
+
+
+def make_data(kind: str = "numeric") -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
+    if kind != "numeric":
+        return _make_other_data(kind)
     from sklearn.datasets import make_classification
 
     X, y = make_classification(
@@ -78,6 +128,23 @@ def make_data() -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
     )
     frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(FEATURES)])
     target = pd.Series(y, name="label")
+    return frame.iloc[:TRAIN_ROWS], target.iloc[:TRAIN_ROWS], frame.iloc[TRAIN_ROWS:].reset_index(drop=True), \
+        target.iloc[TRAIN_ROWS:].reset_index(drop=True)
+
+
+def _make_other_data(kind: str) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
+    if kind == "regression":
+        from sklearn.datasets import make_regression
+
+        X, y = make_regression(n_samples=TRAIN_ROWS + TEST_ROWS, n_features=FEATURES, noise=10.0, random_state=SEED)
+        frame, target = pd.DataFrame(X, columns=[f"f{i}" for i in range(FEATURES)]), pd.Series(y, name="value")
+    else:
+        from deploykit.demo import make_churn
+
+        frame, target = make_churn(n=TRAIN_ROWS + TEST_ROWS, seed=SEED)
+        if kind == "native":
+            for column in ("contract", "internet", "payment_method"):
+                frame[column] = frame[column].astype("category")
     return frame.iloc[:TRAIN_ROWS], target.iloc[:TRAIN_ROWS], frame.iloc[TRAIN_ROWS:].reset_index(drop=True), \
         target.iloc[TRAIN_ROWS:].reset_index(drop=True)
 

@@ -152,6 +152,13 @@ def _show_report(args, report) -> None:
     print(report.to_json() if args.json else str(report))
 
 
+def _show_exported(args, folder) -> None:
+    from ._edge import bundle_size
+
+    size = bundle_size(folder)
+    print(f"wrote {folder}/ ({size['folder_bytes'] / 1024:.0f} KiB) and {folder}.zip ({size['zip_bytes'] / 1024:.0f} KiB)")
+
+
 def _show_stopped(args, dep) -> None:
     print(f"stopped {dep.name}")
 
@@ -171,7 +178,7 @@ _SHOW = {
     "monitor": _show_report,
     "list": _show_list, "status": _show_status,
     "logs": _show_logs, "predict": _show_predictions, "explain": _show_explanation, "card": _show_card,
-    "stop": _show_stopped, "run": _show_run, "init-ci": _show_path,
+    "stop": _show_stopped, "run": _show_run, "init-ci": _show_path, "export": _show_exported,
     "build": lambda args, image: print(image.tag), "base-image": lambda args, tag: print(tag),
     "manifests": lambda args, paths: print("\n".join(f"wrote {p}" for p in paths)), "batch": lambda args, r: print(repr(r)),
     "keys": lambda args, result: _security.show_keys(args, result),

@@ -178,6 +178,10 @@ def _build(args, names):
     return names.package(args.package, args.version).build_image(base_image=args.base_image, tag=args.tag)
 
 
+def _export(args, names):
+    return names.package(args.package, args.version).export(args.format, args.output)
+
+
 def _base_image(args, names):
     from ._docker.base import build_base_image
 
@@ -246,6 +250,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Names], Any]] = {
     "monitor": _monitor,
     "stop": _stop,
     "build": _build,
+    "export": _export,
     "base-image": _base_image,
     "run": _run,
     "init-ci": _init_ci,

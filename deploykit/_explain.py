@@ -1,7 +1,10 @@
 """Choosing the SHAP explainer for a model when it is packaged, and checking it explains faithfully.
 
 TreeExplainer for tree ensembles, LinearExplainer for linear models, Kernel SHAP over a k-means summary
-of the background otherwise. For a Pipeline, the preprocessing is probed to learn which input column each
+of the background otherwise. LightGBM and XGBoost models that read category columns natively get the
+DataFrame (TreeExplainer then runs their own pred_contrib / pred_contribs, the same tree SHAP);
+HistGradientBoosting models with categorical splits, which TreeExplainer cannot read, get the same
+algorithm in numpy (:mod:`deploykit._runtime.treeshap`). For a Pipeline, the preprocessing is probed to learn which input column each
 transformed feature comes from, so values can be summed back onto the original columns; when some
 feature depends on several columns, the whole pipeline is explained on the raw columns instead.
 """
@@ -41,6 +44,18 @@ def _kind_and_output(final: Any, task: str) -> tuple[str, str]:
         if hasattr(final, "predict_proba") and getattr(final, "loss", "log_loss") in ("log_loss", "log"):
             return LINEAR, "log_odds"
     return KERNEL, "value" if task == "regression" else "probability"
+
+
+def _has_categorical_splits(final: Any) -> bool:
+    """A HistGradientBoosting model that splits on categories (its own encoder, or categorical_features)."""
+    mask = getattr(final, "is_categorical_", None)
+    return type(final).__name__.startswith("HistGradientBoosting") and mask is not None and bool(np.any(mask))
+
+
+def _native_categories(final: Any, schema: dict) -> bool:
+    """A model that reads category columns itself (no encoder before it): it gets the DataFrame."""
+    reads_them = type(final).__module__.split(".")[0] in ("lightgbm", "xgboost") or _has_categorical_splits(final)
+    return reads_them and any(c["kind"] in ("category", "string") for c in schema["columns"])
 
 
 def _probe_values(column: dict, original: pd.Series, rng: np.random.Generator) -> pd.Series:
@@ -97,11 +112,17 @@ def plan_explainer(model: Any, frame: pd.DataFrame, schema: dict, task: str, cla
     if space == RAW:
         kind, output = KERNEL, "value" if task == "regression" else "probability"
     config = {"kind": kind, "space": space, "output": output, "groups": groups, "k": 10}
+    if kind == TREE and _has_categorical_splits(final):
+        config["engine"] = "numpy"  # shap's TreeExplainer ignores HistGradientBoosting's categorical splits
+    if kind == TREE and pre is None and _native_categories(final, schema):
+        config["input"] = "frame"
     if kind != KERNEL and not _faithful(model, config, frame, schema, task, classes, to_input):
         config = {"kind": KERNEL, "space": RAW, "output": "value" if task == "regression" else "probability",
                   "groups": None, "k": 10}
     config["algorithm"] = {TREE: "shap.TreeExplainer", LINEAR: "shap.LinearExplainer",
                            KERNEL: "shap.KernelExplainer"}[config["kind"]]
+    if config["kind"] == TREE and config.get("engine") == "numpy":
+        config["algorithm"] = "deploykit tree SHAP (path-dependent, numpy)"
     return config
 
 

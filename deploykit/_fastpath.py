@@ -1,10 +1,14 @@
 """Choosing the compiled fast path when a package is made, and proving it before it may serve.
 
-The model is converted with skl2onnx, in double precision where ONNX Runtime supports every operator,
-else in single precision, and replayed through the exact request path the service uses on every test
-row. It is enabled only if every label is identical and every probability (or regression value) is
-within :data:`TOLERANCE` of the notebook's model; otherwise the package records why and the service
-runs the model itself (the plain path).
+The model is split where its preprocessing ends (:mod:`deploykit._compile`): the preprocessing becomes a
+numpy plan run in float64, the final estimator goes to a compiled engine, tried in the order measured
+best: ONNX Runtime in double precision (forests, linear models), treelite (every other tree ensemble),
+ONNX Runtime in single precision. When the
+preprocessing has no numpy form, the whole pipeline is converted with skl2onnx as before. Each candidate
+is replayed through the exact request path the service uses on every test row, and the first that gives
+every label identical and every probability (or regression value) within :data:`TOLERANCE` of the
+notebook's model is chosen; otherwise the package records why each was refused and the service runs the
+model itself (the plain path).
 """
 
 from __future__ import annotations
@@ -79,41 +83,128 @@ def _compare(model, facts, schema, frame, fast) -> tuple[int, float]:
     return mismatches, float(np.abs(probabilities - model.predict_proba(X)).max())
 
 
-def plan_fast_path(model: Any, facts: Any, schema: dict, frame, model_dir: Path) -> dict:
-    """Convert, check on every row of ``frame`` (test data), and write ``model.onnx`` if it passes."""
+# -- candidates: (engine, precision, what to write) --------------------------------------------------
+# skl2onnx writes a forest's leaf values in float32: probabilities move by up to ~3e-8, enough to break
+# an exact tie (0.5 / 0.5, which scikit-learn gives to the first class) the other way. Classes within
+# TIES of the top are treated as tied, and the first wins, as scikit-learn's argmax does.
+TIES = 1e-7
+ENGINE_ORDER = (("onnx", "double"), ("treelite", "native"), ("onnx", "float"))
+# XGBoost itself reads features and sums leaves in float32: ONNX Runtime in single precision is its own
+# precision, as close as treelite (1e-7) and 2-4 times faster (docs/benchmarks.md)
+XGBOOST_ORDER = (("onnx", "float"), ("treelite", "native"))
+REQUIRES = {"onnx": ("onnxruntime",), "treelite": ("treelite",)}
+
+
+def engine_order(final: Any) -> tuple:
+    return XGBOOST_ORDER if type(final).__module__.startswith("xgboost") else ENGINE_ORDER
+SUFFIX = {"onnx": "onnx", "treelite": "treelite"}
+
+
+def _engine_missing(engine: str) -> str | None:
+    import importlib.util
+
+    module = "onnxruntime" if engine == "onnx" else "treelite"
+    if importlib.util.find_spec(module) is None:
+        return f"{module} is not installed (pip install 'deploykit[fast]')"
+    return None
+
+
+def _split_candidates(model: Any, schema: dict, model_dir: Path):
+    """Yield (record, None) for each compiled form of the final estimator, or (None, reason) for each refused."""
+    from ._compile import Unsupported, is_tree_ensemble, onnx_bytes, preprocessing_plan, treelite_bytes
+
     try:
-        import onnxruntime  # noqa: F401
-        import skl2onnx  # noqa: F401
-    except ImportError:
-        return _disabled("skl2onnx and onnxruntime are not installed (pip install 'deploykit[fast]')")
-    why = _sklearn_only(model)
+        plan, final = preprocessing_plan(model, schema)
+    except Unsupported as exc:
+        yield None, f"preprocessing: {exc}"
+        return
+    prep = _json_file(model_dir, "prep.json", plan)
+    for engine, precision in engine_order(final):
+        label = f"{engine} ({precision})"
+        missing = _engine_missing(engine)
+        if missing:
+            yield None, f"{label}: {missing}"
+            continue
+        try:
+            data = onnx_bytes(final, plan["width"], precision) if engine == "onnx" else treelite_bytes(final)
+        except Exception as exc:  # an estimator or operator without a converter
+            yield None, f"{label}: {_one_line(exc)}"
+            continue
+        filename = f"model.{SUFFIX[engine]}"
+        (model_dir / filename).write_bytes(data)
+        record = {"engine": engine, "file": filename, "sha256": artifacts.sha256_bytes(data), "precision": precision,
+                  "inputs": "prep", "prep": prep, "requires": list(REQUIRES[engine])}
+        if engine == "onnx" and is_tree_ensemble(final):
+            record["ties"] = TIES
+        yield record, label
+
+
+def _whole_candidates(model: Any, schema: dict, model_dir: Path):
+    """The whole pipeline as one ONNX graph (skl2onnx), for preprocessing the numpy plan does not cover."""
+    why = _sklearn_only(model) or _engine_missing("onnx")
     if why:
-        return _disabled(why)
+        yield None, f"whole pipeline as ONNX: {why}"
+        return
     from sklearn.compose import ColumnTransformer
 
     first = model.steps[0][1] if hasattr(model, "steps") else model
     per_column = isinstance(first, ColumnTransformer)
     if not per_column and any(c["kind"] in ("category", "string") for c in schema["columns"]):
-        return _disabled("text or category columns reach the estimator without a ColumnTransformer")
+        yield None, "whole pipeline as ONNX: text or category columns reach the estimator without a ColumnTransformer"
+        return
+    for precision in ("double", "float"):
+        label = f"whole pipeline as ONNX ({precision})"
+        try:
+            data = _convert(model, schema, per_column, precision)
+        except Exception as exc:
+            yield None, f"{label}: {_one_line(exc)}"
+            continue
+        (model_dir / "model.onnx").write_bytes(data)
+        yield {"engine": "onnx", "file": "model.onnx", "sha256": artifacts.sha256_bytes(data), "precision": precision,
+               "inputs": "columns" if per_column else "matrix", "input_name": "X", "requires": ["onnxruntime"]}, label
+
+
+def _one_line(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
+
+
+def _json_file(directory: Path, filename: str, payload: Any) -> dict:
+    import json
+
+    data = json.dumps(payload).encode()
+    (directory / filename).write_bytes(data)
+    return {"file": filename, "sha256": artifacts.sha256_bytes(data)}
+
+
+def plan_fast_path(model: Any, facts: Any, schema: dict, frame, model_dir: Path) -> dict:
+    """Compile, check on every row of ``frame`` (test data), and keep the first candidate that passes."""
+    from ._runtime.fastpath import FastPath
+
     frame = frame.iloc[:MAX_ROWS]
     frame = frame.iloc[valid_indices(schema, records(frame))]
     reasons = []
-    for precision in ("double", "float"):
-        from ._runtime.fastpath import FastPath
-
-        try:
-            data = _convert(model, schema, per_column, precision)
-            record = {"file": "model.onnx", "sha256": artifacts.sha256_bytes(data), "precision": precision,
-                      "inputs": "columns" if per_column else "matrix", "input_name": "X"}
-            (model_dir / "model.onnx").write_bytes(data)
-            fast = FastPath(model_dir, record, schema, facts.task)
-            mismatches, diff = _compare(model, facts, schema, frame, fast)
-        except Exception as exc:  # an operator without a converter or an ONNX Runtime kernel
-            reasons.append(f"{precision}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
-            continue
-        if mismatches == 0 and diff <= TOLERANCE:
-            return {"enabled": True, "tolerance": TOLERANCE, "rows_checked": len(frame),
-                    "label_mismatches": 0, "max_difference": diff, **record}
-        reasons.append(f"{precision}: {mismatches} of {len(frame)} labels differ, max difference {diff:.2e}")
-    (model_dir / "model.onnx").unlink(missing_ok=True)
+    for candidates in (_split_candidates, _whole_candidates):
+        for record, label in candidates(model, schema, model_dir):
+            if record is None:
+                reasons.append(label)
+                continue
+            try:
+                fast = FastPath(model_dir, record, schema, facts.task, facts.classes)
+                mismatches, diff = _compare(model, facts, schema, frame, fast)
+            except Exception as exc:  # an operator without an ONNX Runtime kernel, an engine that cannot load it
+                reasons.append(f"{label}: {_one_line(exc)}")
+                continue
+            if mismatches == 0 and diff <= TOLERANCE:
+                _remove_unused(model_dir, record)
+                return {"enabled": True, "tolerance": TOLERANCE, "rows_checked": len(frame), "label_mismatches": 0,
+                        "max_difference": diff, "refused": reasons, **record}
+            reasons.append(f"{label}: {mismatches} of {len(frame)} labels differ, max difference {diff:.2e}")
+    _remove_unused(model_dir, None)
     return _disabled("; ".join(reasons))
+
+
+def _remove_unused(model_dir: Path, record: dict | None) -> None:
+    keep = {record["file"], record.get("prep", {}).get("file")} if record else set()
+    for filename in ("model.onnx", "model.treelite", "prep.json"):
+        if filename not in keep:
+            (model_dir / filename).unlink(missing_ok=True)

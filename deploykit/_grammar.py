@@ -56,6 +56,8 @@ EXAMPLES: dict[str, tuple[list[str], list[str] | None]] = {
     "build": (["deploykit build churn", "deploykit build churn --version 2 --tag registry.local/churn:2"],
               ["%deploy build churn", "%deploy build pkg --tag registry.local/churn:2"]),
     "base-image": (["deploykit base-image --tag local/python:3.11-bookworm"], ["%deploy base-image"]),
+    "export": (["deploykit export churn --format edge -o churn-edge      # writes churn-edge/ and churn-edge.zip"],
+               ["%deploy export churn --format edge -o churn-edge"]),
     "run": (["deploykit run train.ipynb", "deploykit run train.ipynb -p n_estimators 300 -p data data/2024.csv --target docker",
              "deploykit run train.ipynb --output executed.ipynb --cards cards/ --stop   # CI: check it serves, then stop"],
             ["%deploy run train.ipynb -p n_estimators 300"]),
@@ -258,6 +260,14 @@ def _init_ci_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="write over an existing workflow file")
 
 
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("package", help="package name (newest version) or folder; in %%deploy also a Package variable")
+    p.add_argument("--version", help="package version (default: the newest)")
+    p.add_argument("--format", required=True, choices=["edge"],
+                   help="edge: the compiled model, input schema, parity proof, card and a predict.py needing only numpy and its engine")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="the folder to write (DIR.zip is written beside it)")
+
+
 def _manifests_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("package", help="package name (newest version) or folder; in %%deploy also a Package variable")
     p.add_argument("--kind", default="kubernetes", choices=["kubernetes", "kserve"], help="what to write (default: kubernetes)")
@@ -303,6 +313,7 @@ _COMMANDS = [
     ("run", "execute a notebook headless (papermill) and deploy the packages it makes", _run_arguments),
     ("init-ci", "write a GitHub Actions workflow that runs a notebook with `deploykit run`", _init_ci_arguments),
     ("demo", "train a churn model, deploy it, show a prediction and its explanation", _demo_arguments),
+    ("export", "write a package in another form: an edge bundle that predicts without a server", _export_arguments),
     ("manifests", "write a package's Kubernetes or KServe manifests", _manifests_arguments),
     ("batch", "score a CSV or Parquet table with a package; bad rows go to a rejects file", _batch_arguments),
     ("keys", "API keys of a deployment (create, list, revoke, rotate) and trusted signing keys", _security.keys_arguments),

@@ -136,6 +136,28 @@ class Package:
 
         return build_image(self, base_image=base_image, tag=tag, verbose=verbose)
 
+    def export(self, format: str, path: str | Path) -> Path:
+        """Write this package in another form; ``"edge"``: its compiled model as a folder and a zip.
+
+        The edge bundle predicts with numpy and the compiled engine only (no deploykit, scikit-learn or
+        server): ``predict.py`` has ``predict(rows)`` and ``predict_proba(rows)``, beside the compiled
+        model, the input schema, the parity proof and the model card. ``path.zip`` holds the same folder.
+
+        Examples
+        --------
+        >>> folder = pkg.export("edge", "churn-edge")            # doctest: +SKIP
+        >>> import sys; sys.path.insert(0, str(folder)); import predict  # doctest: +SKIP
+        >>> predict.predict(pkg.sample_rows())                   # doctest: +SKIP
+        [0, 1, 0, 0, 1]
+        """
+        if format != "edge":
+            from .exceptions import ConfigError
+
+            raise ConfigError(f"unknown export format {format!r}; the formats are: 'edge'")
+        from ._edge import export_edge
+
+        return export_edge(self, path)
+
     def __repr__(self) -> str:
         return (
             f"<Package {self.name} v{self.version} · {self.manifest.estimator.rsplit('.', 1)[-1]} · "
@@ -373,9 +395,14 @@ def _check_parity(model, facts, schema, frame, test, work, manifest, explain, pr
         manifest.parity = result.to_dict()
         manifest.requirements, manifest.lock = _capture.requirements(
             facts, manifest.model.format, child["modules"], explain=explain,
-            extra=(("onnxruntime",) if manifest.serving.compiled else ()) + _BATCH_IO,
+            extra=_fast_path_requires(manifest.serving.fast_path) + _BATCH_IO,
         )
         _parity.raise_on_mismatch(result)
+
+
+def _fast_path_requires(fast: dict) -> tuple[str, ...]:
+    """The compiled engine's runtime package (packages made before engines were recorded used ONNX Runtime)."""
+    return tuple(fast.get("requires", ["onnxruntime"])) if fast.get("enabled") else ()
 
 
 def _metrics(model, facts, test, y_test) -> dict:

@@ -1,5 +1,6 @@
-"""The compiled fast path (ONNX Runtime): chosen only when it proves itself, and held to the same HTTP
-contract as the plain path; plus request coalescing on the plain path."""
+"""The compiled fast path (treelite or ONNX Runtime): chosen only when it proves itself, and held to the
+same HTTP contract as the plain path; plus request coalescing on the plain path. Every family's
+compilation is in test_compiled.py."""
 
 import concurrent.futures
 
@@ -40,32 +41,35 @@ def test_fast_path_is_chosen_only_after_checking_every_test_row(forest_package, 
     fast = forest_package.manifest["serving"]["fast_path"]
     assert fast["enabled"] is True and fast["label_mismatches"] == 0
     assert fast["rows_checked"] == len(numeric[1]) and fast["max_difference"] <= fast["tolerance"] == 1e-5
-    assert fast["precision"] == "double"
+    assert fast["engine"] == "onnx" and fast["precision"] == "double" and fast["inputs"] == "prep"
     assert "onnxruntime" in dict(r.split("==") for r in forest_package.requirements)
-    assert (forest_package.model_dir / "model.onnx").exists()
+    assert (forest_package.model_dir / fast["file"]).exists() and not (forest_package.model_dir / "model.treelite").exists()
 
 
-def test_the_card_says_which_path_serves(forest_package, churn_package):
+def test_the_card_says_which_path_serves(forest_package):
     fast = forest_package.card.to_dict()["deployment"]["serving_path"]
     assert fast.startswith("compiled fast path: ONNX Runtime (double precision)") and "x-deploykit-path: onnx" in fast
-    plain = churn_package.card.to_dict()["deployment"]["serving_path"]
-    assert "x-deploykit-path: sklearn" in plain and churn_package.manifest["serving"]["fast_path"]["reason"] in plain
     assert "Serving path" in forest_package.card.to_html() and "Serving path" in forest_package.card.to_markdown()
 
 
-def test_a_pipeline_that_would_flip_probabilities_stays_on_the_plain_path(churn_package):
+def test_the_churn_pipeline_compiles_with_its_preprocessing_in_numpy(churn_package, churn_model, churn):
+    """Imputer, scaler and one-hot run in float64 numpy; in float32 ONNX they moved probabilities by 0.019."""
     fast = churn_package.manifest["serving"]["fast_path"]
-    assert fast["enabled"] is False
-    assert "labels differ" in fast["reason"] or "max difference" in fast["reason"] or "Imputer" in fast["reason"]
-    assert ModelRuntime.load(churn_package.model_dir).path == "sklearn"
+    assert fast["enabled"] and fast["inputs"] == "prep" and fast["max_difference"] <= 1e-5
+    runtime = ModelRuntime.load(churn_package.model_dir)
+    assert runtime.path == fast["engine"]
+    X_test = churn[1]
+    columns = runtime.columns({"instances": records(X_test)})
+    assert runtime.labels(columns) == churn_model.predict(X_test).tolist()
 
 
-def test_tampered_onnx_is_refused(forest_package, tmp_path):
+def test_tampered_compiled_model_is_refused(forest_package, tmp_path):
     import shutil
 
     shutil.copytree(forest_package.path, tmp_path / "pkg")
-    (tmp_path / "pkg" / "model" / "model.onnx").write_bytes(b"tampered")
-    with pytest.raises(deploykit.IntegrityError, match="model.onnx"):
+    compiled = forest_package.manifest["serving"]["fast_path"]["file"]
+    (tmp_path / "pkg" / "model" / compiled).write_bytes(b"tampered")
+    with pytest.raises(deploykit.IntegrityError, match=compiled):
         ModelRuntime.load(tmp_path / "pkg" / "model")
 
 
@@ -140,8 +144,9 @@ def test_fast_path_can_be_switched_off(forest_package, forest, numeric, monkeypa
 
 
 @pytest.mark.serve
-def test_plain_path_coalesces_concurrent_requests_without_mixing_answers(churn_package, churn_model, churn):
+def test_plain_path_coalesces_concurrent_requests_without_mixing_answers(churn_package, churn_model, churn, monkeypatch):
     """Requests arriving while the model is busy share its next call; each still gets its own rows."""
+    monkeypatch.setenv("DEPLOYKIT_FAST_PATH", "0")
     dep = deploykit.deploy(churn_package, name="coalesce", verbose=False)
     X_test = churn[1]
     try:

@@ -370,11 +370,15 @@ def _deployment(m: dict, user: dict) -> dict:
     }
 
 
+_ENGINES = {"onnx": "ONNX Runtime", "treelite": "treelite"}
+
+
 def _serving_path(m: dict) -> str:
     fast = m.get("serving", {}).get("fast_path") or {}
     if fast.get("enabled"):
-        return (f"compiled fast path: ONNX Runtime ({fast['precision']} precision), the same label as the model on "
-                f"all {fast['rows_checked']} test rows and probabilities within {fast['max_difference']:.1e} "
-                f"(limit {fast['tolerance']:.0e}); responses say x-deploykit-path: onnx")
+        engine = fast.get("engine", "onnx")
+        return (f"compiled fast path: {_ENGINES.get(engine, engine)} ({fast['precision']} precision), the same label "
+                f"as the model on all {fast['rows_checked']} test rows and probabilities within "
+                f"{fast['max_difference']:.1e} (limit {fast['tolerance']:.0e}); responses say x-deploykit-path: {engine}")
     reason = fast.get("reason", "not tried")
     return f"the model itself (scikit-learn path; x-deploykit-path: sklearn); compiled fast path not used: {reason}"

@@ -112,8 +112,16 @@ class Explainer:
         self.pre, self.final = split_pipeline(model, self.space)
         self.groups = np.asarray(config["groups"]) if config.get("groups") is not None else None
         self.coder = RawCoder(schema, background) if self.space == RAW else None
+        # Models that split on categories natively get the DataFrame, categories and all: TreeExplainer
+        # hands it to LightGBM's and XGBoost's own contributions (pred_contrib / pred_contribs), and
+        # HistTreeShap encodes it as HistGradientBoosting's own encoder does
+        self.frame_input = config.get("input") == "frame"
         data = self._matrix(background)
-        if self.kind == TREE:
+        if self.kind == TREE and config.get("engine") == "numpy":
+            from .treeshap import HistTreeShap
+
+            self._shap = HistTreeShap(self.final)
+        elif self.kind == TREE:
             self._shap = shap.TreeExplainer(self.final)
         elif self.kind == LINEAR:
             self._shap = shap.LinearExplainer(self.final, data)
@@ -122,6 +130,8 @@ class Explainer:
             self._shap = shap.KernelExplainer(self._kernel_function(), summary)
 
     def _matrix(self, frame) -> np.ndarray:
+        if self.frame_input:
+            return self.to_input(frame)
         if self.coder is not None:
             return self.coder.encode(frame)
         return dense(self.pre.transform(self.to_input(frame))) if self.pre is not None else dense(self.to_input(frame))
@@ -146,7 +156,7 @@ class Explainer:
     def takes_columns(self) -> bool:
         """True when request columns can go to SHAP as a float matrix, with no DataFrame in between:
         no preprocessing, only numeric columns, and no per-row class to look up."""
-        return (self.pre is None and self.coder is None and self.task != "multiclass"
+        return (self.pre is None and self.coder is None and self.task != "multiclass" and not self.frame_input
                 and all(c["kind"] in ("integer", "number", "boolean") for c in self.schema["columns"]))
 
     def explain_columns(self, columns: dict[str, list]) -> dict:

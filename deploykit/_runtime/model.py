@@ -60,8 +60,9 @@ def jsonable(values: Any) -> list:
 class ModelRuntime:
     """A loaded package: validation, prediction and explanation behind one object."""
 
-    def __init__(self, directory: Path, manifest: Manifest, model: Any) -> None:
-        self.directory, self.manifest, self.model = directory, manifest, model
+    def __init__(self, directory: Path, manifest: Manifest, model: Any = None) -> None:
+        self.directory, self.manifest, self._model = directory, manifest, model
+        self._model_lock = threading.Lock()
         self.validator = InstanceValidator(manifest.schema)
         self.task = manifest.task
         self.classes = manifest.classes
@@ -70,7 +71,7 @@ class ModelRuntime:
         self._explainer = None
         self._explainer_lock = threading.Lock()
         self.fast = None
-        self.path = "sklearn"  # which path answers /predict and /predict_proba: "onnx" or "sklearn"
+        self.path = "sklearn"  # which path answers /predict and /predict_proba: "sklearn" or the engine's name
 
     def use_fast_path(self) -> None:
         """Serve from the compiled model when the package proved it (``DEPLOYKIT_FAST_PATH=0`` turns it off)."""
@@ -79,18 +80,31 @@ class ModelRuntime:
             return
         from .fastpath import FastPath
 
-        self.fast = FastPath(self.directory, serving.fast_path, self.manifest.schema, self.task)
-        self.path = "onnx"
+        self.fast = FastPath(self.directory, serving.fast_path, self.manifest.schema, self.task, self.classes)
+        self.path = self.fast.engine_name
+
+    @property
+    def model(self) -> Any:
+        """The model object itself. With the compiled path serving, it is loaded (with the libraries it
+        needs: skops, scikit-learn, ...) only when something asks for it, such as the first /explain."""
+        if self._model is None:
+            with self._model_lock:
+                if self._model is None:
+                    self._model = load_model(self.directory, self.manifest.model)
+        return self._model
 
     @classmethod
     def load(cls, directory: str | Path | None = None, *, manifest: Manifest | None = None) -> ModelRuntime:
         """Load the package in ``directory`` (its ``model/`` folder), described by its manifest unless
         ``manifest`` is given (the parity replay checks a package before its manifest is written)."""
         directory = Path(directory) if directory is not None else default_package_dir()
-        manifest = manifest or Manifest.read(directory)
-        model = load_model(directory, manifest.model)
-        runtime = cls(directory, manifest, model)
+        runtime = cls(directory, manifest or Manifest.read(directory))
         runtime.use_fast_path()
+        if runtime.fast is None:
+            runtime.model  # noqa: B018 - the plain path needs it for the first request: load it before ready
+        else:  # a changed model file is refused at start all the same; only deserialising waits
+            record = runtime.manifest.model
+            read_verified(directory / record.file, record.sha256)
         return runtime
 
     # -- requests -------------------------------------------------------------------------------------
