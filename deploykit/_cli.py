@@ -153,6 +153,8 @@ def _deploy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--card", metavar="FIELDS", help="model card fields (intended_use, owners, limitations, ...): "
                    "a dict variable (%%deploy); a .json/.toml file (CLI)")
     p.add_argument("--profile", choices=list(PROFILES), help="refuse to deploy while the model card has errors under this profile")
+    p.add_argument("--schema", metavar="KINDS", help="string columns as free text or categories, e.g. review=text,plan=category; "
+                   "also a dict variable (%%deploy) or a .json/.toml file (CLI)")
     p.add_argument("--panel", action="store_true", help="%%deploy only: open the deploy panel widget with this model and data")
     p.add_argument("--trust", action="store_true", help="CLI: load a pickle/joblib model file (loading runs its code) "
                    "or a skops file holding types skops does not trust by default")
@@ -234,10 +236,10 @@ class Files:
 
         return load_model(token, trust=trust) if is_model_file(token) else Package.load(token)
 
-    def frame(self, token: str) -> Any:
+    def frame(self, token: str, schema: dict | None = None) -> Any:
         from ._files import read_frame
 
-        return read_frame(token)
+        return read_frame(token, schema)
 
     def labels(self, token: str) -> Any:
         from ._files import read_labels
@@ -248,6 +250,11 @@ class Files:
         from ._files import read_fields
 
         return read_fields(token)
+
+    def schema(self, token: str) -> dict:
+        from ._files import read_schema
+
+        return read_schema(token)
 
     def package(self, token: str, version: str | None) -> Any:
         from ._package import Package

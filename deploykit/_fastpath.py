@@ -2,8 +2,9 @@
 
 The model is converted with skl2onnx, in double precision where ONNX Runtime supports every operator,
 else in single precision, and replayed through the exact request path the service uses on every test
-row. It is enabled only if every label is identical and every probability (or regression value) is
-within :data:`TOLERANCE` of the notebook's model; otherwise the package records why and the service
+row. It is enabled only if every label is identical, every probability (or regression value) is
+within :data:`TOLERANCE` of the notebook's model and every probability lies in [0, 1] with each row
+summing to 1; otherwise the package records why and the service
 runs the model itself (the plain path).
 """
 
@@ -76,7 +77,15 @@ def _compare(model, facts, schema, frame, fast) -> tuple[int, float]:
         return int((diff / scale > TOLERANCE).sum()), float((diff / scale).max())
     expected = np.asarray(model.predict(X)).tolist()
     mismatches = sum(a != b for a, b in zip(labels, expected))
+    if not probabilities_in_range(probabilities):
+        return mismatches, float("inf")  # code that takes log(p) or checks the range would break
     return mismatches, float(np.abs(probabilities - model.predict_proba(X)).max())
+
+
+def probabilities_in_range(probabilities) -> bool:
+    """Every probability within [0, 1] and every row summing to 1 (to 1e-9)."""
+    p = np.asarray(probabilities, dtype="float64")
+    return bool(p.size == 0 or (((p >= 0) & (p <= 1)).all() and np.allclose(p.sum(axis=1), 1.0, rtol=0, atol=1e-9)))
 
 
 def plan_fast_path(model: Any, facts: Any, schema: dict, frame, model_dir: Path) -> dict:

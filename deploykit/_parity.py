@@ -28,7 +28,7 @@ sys.path.insert(0, package)
 from deploykit_runtime.model import ModelRuntime
 runtime = ModelRuntime.load(package + "/model")
 loaded = time.perf_counter() - started
-columns = runtime.columns({"instances": json.load(open(rows_path))})
+columns = runtime.validator.columns_of(json.load(open(rows_path)))  # every row, whatever max_batch says
 frame = runtime.validator.build(columns)
 out = {"predictions": runtime.predict(frame)["predictions"], "load_seconds": loaded}
 if runtime.task != "regression":
@@ -158,8 +158,10 @@ def check_fast_path(expected_labels, expected_proba, child: dict, config: dict |
         diff = np.abs(np.asarray(got, dtype="float64") - np.asarray(expected, dtype="float64"))
         bad = bool((diff / np.maximum(1.0, np.abs(np.asarray(expected, dtype="float64"))) > tolerance).any())
     else:
+        from ._fastpath import probabilities_in_range
+
         gap = np.abs(np.asarray(child["fast"]["probabilities"]) - np.asarray(expected_proba)).max()
-        bad = got != expected or gap > tolerance
+        bad = got != expected or gap > tolerance or not probabilities_in_range(child["fast"]["probabilities"])
     if bad:
         raise ParityError(
             "parity check failed on the compiled fast path in a clean process, although it passed in the "

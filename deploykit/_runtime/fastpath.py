@@ -4,7 +4,9 @@ A fitted scikit-learn model spends milliseconds per call in Python and joblib ov
 rows it gets; the same trees or coefficients in ONNX Runtime answer in microseconds. The conversion is
 made and checked when the package is made (:mod:`deploykit._fastpath`): it serves only if it gave the
 same label on every test row and probabilities within the recorded tolerance. Requests reach it as
-validated columns; no DataFrame is built on this path.
+validated columns; no DataFrame is built on this path. Its probabilities are clipped to [0, 1] and
+each row renormalised to sum to 1: ONNX Runtime's float arithmetic otherwise strays by about 1e-7 on
+either side, and code that takes log(p) or checks the range would break.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .artifacts import read_verified
+from .errors import InputError
 
 
 class FastPath:
@@ -32,8 +35,15 @@ class FastPath:
         self.per_column = config["inputs"] == "columns"
         self.outputs = [o.name for o in self.session.get_outputs()]
 
-    def _numeric(self, values: list) -> np.ndarray:
-        return np.array([np.nan if v is None else v for v in values], dtype=self.float_type)
+    def _numeric(self, name: str, values: list) -> np.ndarray:
+        array = np.array([np.nan if v is None else v for v in values], dtype=self.float_type)
+        if self.float_type is np.float32 and np.isinf(array).any():  # validated finite, so float32 overflowed
+            row = int(np.flatnonzero(np.isinf(array))[0])
+            raise InputError(
+                f"row {row}, column {name!r}: {values[row]!r} is outside the range of this model's compiled "
+                "fast path (float32, ±3.4e38)", status=422,
+                details=[{"row": row, "column": name, "problem": "outside the float32 range (±3.4e38)"}])
+        return array
 
     def feed(self, columns: dict[str, list]) -> dict[str, np.ndarray]:
         if self.per_column:
@@ -43,9 +53,9 @@ class FastPath:
                 if column["kind"] in ("category", "string"):
                     out[column["name"]] = np.array(values, dtype=object).reshape(-1, 1)
                 else:
-                    out[column["name"]] = self._numeric(values).reshape(-1, 1)
+                    out[column["name"]] = self._numeric(column["name"], values).reshape(-1, 1)
             return out
-        matrix = np.column_stack([self._numeric(columns[c["name"]]) for c in self.columns])
+        matrix = np.column_stack([self._numeric(c["name"], columns[c["name"]]) for c in self.columns])
         return {self.config["input_name"]: matrix}
 
     def run(self, columns: dict[str, list]) -> tuple[list, np.ndarray | None]:
@@ -54,4 +64,11 @@ class FastPath:
         if self.task == "regression":
             return np.asarray(results[0], dtype="float64").reshape(-1).tolist(), None
         labels = np.asarray(results[0]).reshape(-1)
-        return labels.tolist(), np.asarray(results[1], dtype="float64")
+        return labels.tolist(), normalised(np.asarray(results[1], dtype="float64"))
+
+
+def normalised(probabilities: np.ndarray) -> np.ndarray:
+    """Each row clipped to [0, 1] and rescaled to sum to 1."""
+    clipped = np.clip(probabilities, 0.0, 1.0)
+    totals = clipped.sum(axis=1, keepdims=True)
+    return np.divide(clipped, totals, out=np.full_like(clipped, 1.0 / clipped.shape[1]), where=totals > 0)
