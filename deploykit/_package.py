@@ -19,6 +19,7 @@ from ._runtime import artifacts
 from ._runtime.model import MANIFEST
 from ._runtime.schema import InstanceValidator
 from ._limits import package_limits
+from ._ranges import probe_ranges
 from ._schema import as_frame, infer_schema, none_fit, records, string_kinds, valid_indices
 from ._version import __version__
 from .exceptions import SchemaError
@@ -232,6 +233,8 @@ def package(
         schema = infer_schema(frame, max_batch=max_batch, hints=string_kinds(model, frame, overrides))
         for column in schema["columns"]:
             column["unknown"] = _capture.unknown_category_policies(model, facts.columns).get(column["name"])
+        probe_ranges(model, frame, schema, (lambda f: f.to_numpy()) if facts.input_kind == "array" else (lambda f: f),
+                     classifier=facts.task != "regression")
         test = _test_frame(X_test, y_test, facts.columns, frame)
         card_plan = _card_plan(card, profile, sensitive_features, X_test, test, y_test)
         fmt = _capture.choose_format(model, facts)

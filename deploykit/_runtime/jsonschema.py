@@ -19,9 +19,9 @@ def _property(column: dict, limits: Limits) -> dict:
         prop["enum"] = list(column["categories"])
     elif json_type:
         prop["type"] = json_type
-    if column["kind"] == "integer":
-        prop["minimum"], prop["maximum"] = value_range(column)
-    elif column["kind"] == "number":
+    if column["kind"] == "integer" or (column["kind"] == "number" and column.get("accepts")):
+        prop["minimum"], prop["maximum"] = column.get("accepts") or value_range(column)
+    elif column["kind"] == "number":  # exclusive: orjson reads a literal past the largest float as that float
         prop["exclusiveMinimum"], prop["exclusiveMaximum"] = value_range(column)
     if column["kind"] == "string":
         prop["maxLength"] = limits.max_string

@@ -80,6 +80,11 @@ class _Column:
         kind = column["kind"]
         if kind in ("integer", "number"):
             self.low, self.high = value_range(column)
+            self.what = f"the range of {column['dtype']}"
+            self.inclusive = kind == "integer"  # orjson reads a literal past the largest float as that float
+            if column.get("accepts"):  # found when packaging: the model fails or overflows beyond it
+                self.low, self.high = column["accepts"]
+                self.what, self.inclusive = "the range this model takes (found when the package was made)", True
         categories = column.get("categories")
         self.categories = frozenset(categories) if categories is not None else None
         self.category_type = _category_type(categories or [])
@@ -95,7 +100,13 @@ class _Column:
                 "send a value, or retrain with missing values (and an imputer) if nulls are expected")
 
     def _range(self) -> str:
-        return f"{self.low} to {self.high}, the range of {self.column['dtype']}"
+        return f"{self.low:.4g} to {self.high:.4g}" if isinstance(self.low, float) else f"{self.low} to {self.high}"
+
+    def _outside(self, value: Any) -> str | None:
+        inside = self.low <= value <= self.high if self.inclusive else self.low < value < self.high
+        if inside:
+            return None
+        return f"{_describe(value)} is outside {self._range()}{'' if self.inclusive else ' (exclusive)'}, {self.what}"
 
     def _integer(self, value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -105,8 +116,8 @@ class _Column:
                 return f"expected a finite integer, got {value}"
             if not value.is_integer():
                 return f"expected an integer, got {_describe(value)} which has a fractional part"
-        if not self.low <= value <= self.high:
-            return f"{_describe(value)} is outside {self._range()}"
+        if problem := self._outside(value):
+            return problem
         if isinstance(value, float) and abs(value) >= EXACT_FLOAT:
             return (f"{value!r} is a float too large to stand for one exact integer; send it as an integer "
                     f"literal (from {self._range()})")
@@ -117,9 +128,7 @@ class _Column:
             return f"expected a number, got {_describe(value)}"
         if isinstance(value, float) and math.isinf(value):
             return f"expected a finite number, got {value}"
-        if not self.low < value < self.high:  # orjson reads a literal past the largest float as that float
-            return f"{_describe(value)} is outside the range of {self.column['dtype']} (±{self.high:.4g}, exclusive)"
-        return None
+        return self._outside(value)
 
     def _boolean(self, value: Any) -> str | None:
         if not isinstance(value, bool):
