@@ -54,3 +54,12 @@ def test_the_request_schema_states_the_bounds_the_validator_enforces(frame):
 def test_routes_a_model_does_not_serve_are_not_in_the_document(frame):
     paths = document(_manifest(frame, task="regression", explainer=False), Limits())["paths"]
     assert "/predict_proba" not in paths and "/explain" not in paths and "/predict" in paths
+
+
+def test_the_limits_are_stated(frame):
+    manifest = _manifest(frame)
+    manifest["explainer"]["seconds_per_row"] = 0.004
+    doc = document(manifest, Limits(max_batch=7, max_body_bytes=4096, explain_seconds=3))
+    assert doc["info"]["x-deploykit-limits"]["max_body_bytes"] == 4096
+    assert "a body of at most 4,096 bytes (413)" in doc["paths"]["/predict"]["post"]["description"]
+    assert "cost more than 3 s (4 ms per row" in doc["paths"]["/explain"]["post"]["description"]

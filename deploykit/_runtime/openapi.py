@@ -22,13 +22,19 @@ _NUMBERS = {"type": "array", "items": {"type": "number"}}
 def document(manifest: dict, limits: Limits) -> dict:
     schema = manifest["schema"]
     classifier = manifest["task"] != "regression"
-    paths = {"/predict": _post("predict", "Predict one label or value per instance", "Predictions")}
+    limited = (f"Limits: a body of at most {limits.max_body_bytes:,} bytes (413), JSON nested at most "
+               f"{limits.max_depth} levels (400), 1 to {limits.max_batch:,} instances (400, 413), strings of at most "
+               f"{limits.max_string:,} characters (422).")
+    paths = {"/predict": _post("predict", "Predict one label or value per instance", "Predictions", limited)}
     if classifier:
-        paths["/predict_proba"] = _post("predict_proba", "Class probabilities per instance", "Probabilities")
+        paths["/predict_proba"] = _post("predict_proba", "Class probabilities per instance", "Probabilities", limited)
     if manifest.get("explainer"):
+        per_row = manifest["explainer"].get("seconds_per_row")
+        cost = f" ({per_row * 1e3:.3g} ms per row, measured when the package was made)" if per_row else ""
         paths["/explain"] = _post("explain", "SHAP values per instance on the original columns", "Explanation",
-                                  "Refused with 413 when its rows would cost more than the explanation budget; 503 "
-                                  "with Retry-After when it passes its deadline.")
+                                  f"{limited} An explanation whose rows would cost more than {limits.explain_seconds:g} s"
+                                  f"{cost} is refused (413); one not done within {limits.explain_deadline_seconds:g} s, "
+                                  "waiting included, gets a 503 with Retry-After.")
     paths |= {
         "/schema": _get("schema", "JSON Schema of one instance", "application/json", {"type": "object"}),
         "/info": _get("info", "Package manifest: name, version, schema, parity, requirements", "application/json",
@@ -52,7 +58,8 @@ def document(manifest: dict, limits: Limits) -> dict:
         "info": {"title": f"deploykit: {manifest['name']}", "version": str(manifest["version"]),
                  "description": "Every answer other than 2xx has the body {\"error\": \"...\", \"details\": "
                                 "[{\"row\", \"column\", \"problem\"}]}. Requests are UTF-8 JSON with Content-Type "
-                                "application/json and no Content-Encoding."},
+                                "application/json and no Content-Encoding.",
+                 "x-deploykit-limits": limits.to_dict()},
         "paths": paths,
         "components": components,
     }
