@@ -60,7 +60,8 @@ def _schemathesis(url: str, examples: int, report: Path, config: Path) -> subpro
                "--config-file", str(config), "run", f"{url}/docs.json", "--url", url, "-c", CHECKS, "--seed", "42",
                "--generation-database", "none", "-n", str(examples), "-w", "1", "--no-shrink", "--no-color",
                "--report", "json", "--report-json-path", str(report)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # in the report's folder: schemathesis keeps a cache (.schemathesis/) in its working directory
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=report.parent)
 
 
 def test_schemathesis_finds_nothing_on_either_serving_path(services, tmp_path):
