@@ -74,6 +74,69 @@ def _wrk(url: str, body: bytes, concurrency: int, seconds: int, tmp: Path) -> di
     return _subprocess(command, seconds)
 
 
+_MIX_LUA = """\
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local bodies = {%(bodies)s}
+local threads = {}
+local counter = 0
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  status_5xx, status_4xx = 0, 0
+end
+
+function delay()
+  return %(delay)d
+end
+
+function request()
+  counter = counter + 1
+  return wrk.format(nil, nil, nil, bodies[(counter %% #bodies) + 1])
+end
+
+function response(status, headers, body)
+  if status >= 500 then status_5xx = status_5xx + 1 elseif status >= 400 then status_4xx = status_4xx + 1 end
+end
+
+function done(summary, latency, requests)
+  local e, s5, s4 = summary.errors, 0, 0
+  for _, thread in ipairs(threads) do
+    s5 = s5 + thread:get("status_5xx")
+    s4 = s4 + thread:get("status_4xx")
+  end
+  io.write(string.format('%(mark)s{"requests": %%d, "seconds": %%.6f, "connect": %%d, "read": %%d, ' ..
+    '"write": %%d, "timeout": %%d, "status_5xx": %%d, "status_4xx": %%d, "p50_ms": %%.4f, ' ..
+    '"p90_ms": %%.4f, "p99_ms": %%.4f, "max_ms": %%.4f}\\n',
+    summary.requests, summary.duration / 1e6, e.connect, e.read, e.write, e.timeout, s5, s4,
+    latency:percentile(50) / 1e3, latency:percentile(90) / 1e3, latency:percentile(99) / 1e3, latency.max / 1e3))
+end
+"""
+
+
+def run_mix(url: str, bodies: list[bytes], concurrency: int, seconds: int, delay_ms: int = 0) -> dict:
+    """A wrk run cycling through ``bodies`` (repeat one to weight it), each connection pausing ``delay_ms``
+    between requests; counts 5xx and 4xx answers apart (``status_5xx``, ``status_4xx``). Needs wrk."""
+    if not shutil.which("wrk"):
+        raise RuntimeError("the mixed-load run needs wrk: apt-get install -y wrk")
+    texts = [body.decode() for body in bodies]
+    if any("]==]" in text for text in texts):
+        raise ValueError("a request body cannot be embedded in a Lua long string")
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+        script = Path(tmp) / "mix.lua"
+        script.write_text(_MIX_LUA % {"bodies": ", ".join(f"[==[{t}]==]" for t in texts), "delay": delay_ms,
+                                      "mark": _MARK})
+        command = ["wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{seconds}s", f"--timeout={TIMEOUT_S}s",
+                   "--latency", "-s", str(script), url]
+        result = _subprocess(command, seconds)
+    result["errors"] = sum(result.get(k, 0) for k in ("connect", "read", "write", "timeout", "failed"))
+    result["rps"] = result["requests"] / result["seconds"] if result["seconds"] else 0.0
+    return result
+
+
 def _subprocess(command: list[str], seconds: int) -> dict:
     proc = subprocess.run(command, capture_output=True, text=True, timeout=seconds + TIMEOUT_S + 30)
     for line in proc.stdout.splitlines():

@@ -24,10 +24,10 @@ class Files:
 
         return load_model(token, trust=trust) if is_model_file(token) else Package.load(token)
 
-    def frame(self, token: str) -> Any:
+    def frame(self, token: str, schema: dict | None = None) -> Any:
         from ._files import read_frame
 
-        return read_frame(token)
+        return read_frame(token, schema)
 
     def labels(self, token: str) -> Any:
         from ._files import read_labels
@@ -38,6 +38,11 @@ class Files:
         from ._files import read_fields
 
         return read_fields(token)
+
+    def schema(self, token: str) -> dict:
+        from ._files import read_schema
+
+        return read_schema(token)
 
     def package(self, token: str, version: str | None) -> Any:
         from ._package import Package

@@ -18,9 +18,10 @@ from ._grammar import ArgumentError
 
 class Names(Protocol):
     def model(self, token: str, *, trust: bool) -> Any: ...
-    def frame(self, token: str) -> Any: ...
+    def frame(self, token: str, schema: dict | None = None) -> Any: ...
     def labels(self, token: str) -> Any: ...
     def fields(self, token: str) -> dict: ...
+    def schema(self, token: str) -> dict: ...
     def package(self, token: str, version: str | None) -> Any: ...
 
 
@@ -47,6 +48,8 @@ def deploy_kwargs(args: argparse.Namespace, names: Names) -> dict:
         kwargs["profile"] = args.profile
     if args.card:
         kwargs["card"] = names.fields(args.card)
+    if args.schema:
+        kwargs["schema"] = names.schema(args.schema)
     if "X_train" in kwargs or args.explain is False:
         kwargs["explain"] = args.explain
     kwargs["strategy"] = args.strategy
@@ -106,12 +109,13 @@ def _logs(args, names):
 
 def _predict(args, names):
     deployment = _find(args.name)
-    rows = names.frame(args.data)
+    rows = names.frame(args.data, deployment.package.schema)  # a CSV's cells read as the model's column types
     return deployment.predict_proba(rows) if args.proba else deployment.predict(rows)
 
 
 def _explain(args, names):
-    return _find(args.name).explain(names.frame(args.data))
+    deployment = _find(args.name)
+    return deployment.explain(names.frame(args.data, deployment.package.schema))
 
 
 def _card(args, names):

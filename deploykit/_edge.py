@@ -28,7 +28,7 @@ from ._version import __version__
 from .exceptions import ConfigError
 
 RUNTIME_DIR = Path(__file__).parent / "_runtime"
-RUNTIME_MODULES = ("__init__.py", "artifacts.py", "errors.py", "fastpath.py", "manifest.py", "prep.py", "schema.py")
+RUNTIME_MODULES = ("__init__.py", "artifacts.py", "errors.py", "fastpath.py", "limits.py", "manifest.py", "prep.py", "schema.py")
 ENGINE_LABELS = {"treelite": "treelite (GTIL)", "onnx": "ONNX Runtime"}
 
 

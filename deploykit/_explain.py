@@ -123,7 +123,22 @@ def plan_explainer(model: Any, frame: pd.DataFrame, schema: dict, task: str, cla
                            KERNEL: "shap.KernelExplainer"}[config["kind"]]
     if config["kind"] == TREE and config.get("engine") == "numpy":
         config["algorithm"] = "deploykit tree SHAP (path-dependent, numpy)"
+    config["seconds_per_row"] = seconds_per_row(model, config, frame, schema, task, classes, to_input)
     return config
+
+
+def seconds_per_row(model, config, frame, schema, task, classes, to_input, target: float = 0.3) -> float:
+    """What explaining one row costs, measured on background rows: the service's /explain budget
+    (``limits={"explain_seconds": ...}``) is counted in it."""
+    import time
+
+    explainer = Explainer(model, config, schema, frame, task, classes, to_input)
+    started = time.perf_counter()
+    explainer.explain(frame.iloc[:1])  # the first call also warms SHAP up
+    rows = max(1, min(len(frame), 50, int(target / max(time.perf_counter() - started, 1e-4))))
+    started = time.perf_counter()
+    explainer.explain(frame.iloc[:rows])
+    return round((time.perf_counter() - started) / rows, 7)
 
 
 def _faithful(model, config, frame, schema, task, classes, to_input) -> bool:

@@ -6,8 +6,8 @@ best: ONNX Runtime in double precision (forests, linear models), treelite (every
 ONNX Runtime in single precision. When the
 preprocessing has no numpy form, the whole pipeline is converted with skl2onnx as before. Each candidate
 is replayed through the exact request path the service uses on every test row, and the first that gives
-every label identical and every probability (or regression value) within :data:`TOLERANCE` of the
-notebook's model is chosen; otherwise the package records why each was refused and the service runs the
+every label identical, every probability (or regression value) within :data:`TOLERANCE` of the
+notebook's model and every probability in [0, 1] with each row summing to 1 is chosen; otherwise the package records why each was refused and the service runs the
 model itself (the plain path).
 """
 
@@ -80,7 +80,15 @@ def _compare(model, facts, schema, frame, fast) -> tuple[int, float]:
         return int((diff / scale > TOLERANCE).sum()), float((diff / scale).max())
     expected = np.asarray(model.predict(X)).tolist()
     mismatches = sum(a != b for a, b in zip(labels, expected))
+    if not probabilities_in_range(probabilities):
+        return mismatches, float("inf")  # code that takes log(p) or checks the range would break
     return mismatches, float(np.abs(probabilities - model.predict_proba(X)).max())
+
+
+def probabilities_in_range(probabilities) -> bool:
+    """Every probability within [0, 1] and every row summing to 1 (to 1e-9)."""
+    p = np.asarray(probabilities, dtype="float64")
+    return bool(p.size == 0 or (((p >= 0) & (p <= 1)).all() and np.allclose(p.sum(axis=1), 1.0, rtol=0, atol=1e-9)))
 
 
 # -- candidates: (engine, precision, what to write) --------------------------------------------------

@@ -188,6 +188,8 @@ def _deploy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--card", metavar="FIELDS", help="model card fields (intended_use, owners, limitations, ...): "
                    "a dict variable (%%deploy); a .json/.toml file (CLI)")
     p.add_argument("--profile", choices=list(PROFILES), help="refuse to deploy while the model card has errors under this profile")
+    p.add_argument("--schema", metavar="KINDS", help="string columns as free text or categories, e.g. review=text,plan=category; "
+                   "also a dict variable (%%deploy) or a .json/.toml file (CLI)")
     p.add_argument("--strategy", default="replace", choices=["replace", "shadow", "canary", "ab"],
                    help="replace (default), or run the new version as a candidate beside the live one")
     p.add_argument("--sample", type=float, metavar="F", help="shadow: the fraction of requests copied to the candidate (default 1)")

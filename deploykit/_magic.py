@@ -23,10 +23,19 @@ class Variables:
     def model(self, token: str, *, trust: bool):
         return _resolve(self.shell, token)
 
-    def frame(self, token: str):
+    def frame(self, token: str, schema: dict | None = None):
+        return _resolve(self.shell, token)  # a variable carries its own dtypes
+
+    def labels(self, token: str):
         return _resolve(self.shell, token)
 
-    labels = fields = frame
+    fields = labels
+
+    def schema(self, token: str) -> dict:
+        """``--schema``: a dict variable, or inline ``review=text,plan=category``."""
+        from ._files import parse_kinds
+
+        return _resolve(self.shell, token) if token.isidentifier() else parse_kinds(token)
 
     def package(self, token: str, version: str | None):
         from ._package import Package

@@ -20,7 +20,9 @@ from ._runtime import artifacts
 from ._runtime.manifest import FILENAME as MANIFEST
 from ._runtime.manifest import Manifest
 from ._runtime.schema import InstanceValidator
-from ._schema import as_frame, infer_schema, records, valid_indices
+from ._limits import package_limits
+from ._ranges import probe_ranges
+from ._schema import as_frame, infer_schema, none_fit, records, string_kinds, valid_indices
 from ._version import __version__
 from .exceptions import ConfigError, SchemaError
 
@@ -203,6 +205,8 @@ def package(
     explain: bool = True,
     fast_path: bool = True,
     max_batch: int = 1000,
+    schema: dict | None = None,
+    limits: dict | None = None,
     sensitive_features: Any = None,
     card: dict | None = None,
     profile: str | None = None,
@@ -230,6 +234,16 @@ def package(
         whether it was chosen and why.
     max_batch : int
         Largest number of rows one request may carry.
+    schema : dict, optional
+        For columns of strings, ``"text"`` (free text: any string is served) or ``"category"`` (only
+        the values seen in training), e.g. ``{"review": "text", "plan": "category"}``. Columns not named
+        are inferred: from what the pipeline does with them (a text vectorizer, an encoder), then from
+        their values.
+    limits : dict, optional
+        What one request may be and cost: ``max_body_bytes`` (default 8 MiB), ``max_depth`` (JSON
+        nesting, 16), ``max_string`` (characters of a string value, 10,000), ``explain_seconds`` (an
+        ``/explain`` request's estimated cost, 10), ``explain_deadline_seconds`` (30; then 503) and
+        ``explain_concurrency`` (explanations at once per worker, 1). See ``docs/serving.md``.
     verbose : bool
         Print each stage as it ends.
     progress : callable, optional
@@ -256,20 +270,24 @@ def package(
     True
     """
     name = _paths.check_name(name)
+    overrides, limit_values = schema, package_limits(limits, max_batch)
     progress = Progress(f"package {name}", enabled=verbose, listener=progress)
     with progress.stage("capture", type(model).__name__):
         frame = as_frame(X_train, what="X_train")
         facts = _capture.inspect_model(model, frame, from_array=not isinstance(X_train, pd.DataFrame))
         frame = frame[facts.columns]
-        schema = infer_schema(frame, max_batch=max_batch)
+        schema = infer_schema(frame, max_batch=max_batch, hints=string_kinds(model, frame, overrides))
         for column in schema["columns"]:
             column["unknown"] = _capture.unknown_category_policies(model, facts.columns).get(column["name"])
+        probe_ranges(model, frame, schema, (lambda f: f.to_numpy()) if facts.input_kind == "array" else (lambda f: f),
+                     classifier=facts.task != "regression")
         test = _test_frame(X_test, y_test, facts.columns, frame)
         card_plan = _card_plan(card, profile, sensitive_features, X_test, test, y_test)
         fmt = _capture.choose_format(model, facts)
     version, work = _store.reserve(name)
     try:
         manifest = _write(model, facts, fmt, schema, frame, test, work, name, version, explain, progress, y_test)
+        manifest.limits = limit_values
         if fast_path:
             with progress.stage("fast path", "ONNX Runtime, checked on every test row"):
                 from ._fastpath import plan_fast_path
@@ -380,10 +398,10 @@ def _check_parity(model, facts, schema, frame, test, work, manifest, explain, pr
     with progress.stage("parity", "reloading in a clean process"):
         candidates = source.iloc[: PARITY_ROWS * 2]
         rows = records(candidates)
-        keep = valid_indices(schema, rows)[:PARITY_ROWS]
+        keep = valid_indices(schema, rows, manifest.limits)[:PARITY_ROWS]
         replay = [rows[i] for i in keep]
         if not replay:
-            raise SchemaError("no row of the test data fits the input schema, so nothing can be replayed")
+            raise none_fit(schema, rows, manifest.limits, "test data" if test is not None else "training data")
         X = candidates.iloc[keep]
         X_in = X.to_numpy() if facts.input_kind == "array" else X
         expected = model.predict(X_in)

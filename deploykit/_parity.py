@@ -139,8 +139,10 @@ def check_fast_path(expected_labels, expected_proba, child: dict, config: dict |
         diff = np.abs(np.asarray(got, dtype="float64") - np.asarray(expected, dtype="float64"))
         bad = bool((diff / np.maximum(1.0, np.abs(np.asarray(expected, dtype="float64"))) > tolerance).any())
     else:
+        from ._fastpath import probabilities_in_range
+
         gap = np.abs(np.asarray(child["fast"]["probabilities"]) - np.asarray(expected_proba)).max()
-        bad = got != expected or gap > tolerance
+        bad = got != expected or gap > tolerance or not probabilities_in_range(child["fast"]["probabilities"])
     if bad:
         raise ParityError(
             "parity check failed on the compiled fast path in a clean process, although it passed in the "

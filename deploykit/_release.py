@@ -27,7 +27,7 @@ from . import _paths
 from ._client import ServiceClient
 from ._front.capture import write_settings
 from ._front.routes import FORMAT as ROUTES_FORMAT
-from .exceptions import ConfigError, DeploymentError, HealthCheckError, RequestError
+from .exceptions import ConfigError, DeployKitError, DeploymentError, HealthCheckError, RequestError
 
 READY_TIMEOUT = 180.0
 DRAIN_SECONDS = 30.0
@@ -95,7 +95,11 @@ def release(pkg: Any, *, name: str, target: Any, port: int | None, host: str, en
 def route(front: Any, live: Any, *, candidate: Any = None, strategy: dict | None = None, event: dict | None = None) -> None:
     """Give ``live`` the deployment's traffic, and ``candidate`` what ``strategy`` says."""
     def variant(version: Any) -> dict:
-        return {"version": str(version.version), "upstreams": [version.upstream], "instance": version.instance}
+        record = {"version": str(version.version), "upstreams": [version.upstream], "instance": version.instance}
+        limit = _max_body(version)
+        if limit is not None:
+            record["max_body"] = limit
+        return record
 
     table = {"format": ROUTES_FORMAT, "name": front.name, "live": variant(live),
              "candidate": variant(candidate) if candidate is not None else None,
@@ -103,6 +107,19 @@ def route(front: Any, live: Any, *, candidate: Any = None, strategy: dict | None
     if event:
         table["event"] = event
     front.set_routes(table)
+
+
+def _max_body(version: Any) -> int | None:
+    """The request-body limit of the package ``version`` serves, when its folder is on this machine."""
+    from pathlib import Path
+
+    from ._runtime.limits import Limits
+    from ._runtime.manifest import Manifest
+
+    try:
+        return Limits.from_manifest(Manifest.read(Path(version.package) / "model")).max_body_bytes
+    except (DeployKitError, OSError, TypeError, ValueError):
+        return None
 
 
 def _check_experiment(name: str, routes: dict, previous: Any, strategy: dict) -> None:

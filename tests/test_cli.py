@@ -140,6 +140,38 @@ def test_model_files_that_run_code_need_trust(tmp_path, churn_model, churn):
     assert load_model(tmp_path / "model.skops", trust=True).predict(rows).tolist() == churn_model.predict(rows).tolist()
 
 
+def test_csv_cells_are_read_as_the_models_column_types(tmp_path, churn):
+    from deploykit._schema import infer_schema, records
+
+    X = churn[1].iloc[:6].copy()
+    schema = infer_schema(churn[0])
+    X.to_csv(tmp_path / "rows.csv", index=False)
+    rows = records(read_frame(tmp_path / "rows.csv", schema))
+    assert rows == records(X)  # ints stay ints, a missing total_charges is null
+    assert [type(r["tenure_months"]) for r in rows] == [int] * 6
+    text = (tmp_path / "rows.csv").read_text().splitlines()
+    cells = text[4].split(",")
+    cells[0] = "ten"  # one bad cell: before, the whole column became strings and row 0 took the blame
+    (tmp_path / "bad.csv").write_text("\n".join(text[:4] + [",".join(cells)] + text[5:]) + "\n")
+    with pytest.raises(deploykit.SchemaError) as info:
+        read_frame(tmp_path / "bad.csv", schema)
+    assert "row 3 (line 5), column 'tenure_months': 'ten' is not an integer" in str(info.value)
+
+
+def test_schema_kinds_inline_or_from_a_file(tmp_path):
+    from deploykit._cli import Files
+    from deploykit._commands import deploy_kwargs
+
+    args = build_parser().parse_args(["deploy", "m.skops", "--schema", "review=text, plan=category"])
+    assert deploy_kwargs(args, Files())["schema"] == {"review": "text", "plan": "category"}
+    (tmp_path / "kinds.toml").write_text('review = "text"\n')
+    args = build_parser().parse_args(["deploy", "m.skops", "--schema", str(tmp_path / "kinds.toml")])
+    assert deploy_kwargs(args, Files())["schema"] == {"review": "text"}
+    args = build_parser().parse_args(["deploy", "m.skops", "--schema", "review:text"])
+    with pytest.raises(deploykit.ConfigError, match="COLUMN=KIND pairs"):
+        deploy_kwargs(args, Files())
+
+
 # -- init-ci ------------------------------------------------------------------------------------------
 def test_init_ci_writes_a_workflow_that_runs_the_notebook(tmp_path, monkeypatch, capsys):
     import yaml
@@ -270,6 +302,16 @@ def test_bad_rows_are_one_line_errors(from_files, tmp_path, capsys):
     assert main(["predict", "filecli", str(tmp_path / "bad.json")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "row 0" in err and err.count("\n") == 1
+
+
+@pytest.mark.serve
+def test_a_bad_csv_cell_is_named_by_row_and_cell(from_files, churn, tmp_path, capsys):
+    rows = churn[1].iloc[:5].copy().astype({"age": object})
+    rows.iloc[3, rows.columns.get_loc("age")] = "forty"
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    assert main(["predict", "filecli", str(tmp_path / "rows.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "row 3 (line 5), column 'age': 'forty' is not an integer" in err and err.count("\n") == 1
 
 
 @pytest.mark.serve

@@ -20,6 +20,7 @@ def numeric():
 
     X, y = make_classification(1500, 20, n_informative=10, random_state=0)
     X = pd.DataFrame(X, columns=[f"x{i}" for i in range(20)])
+    X["x19"] = (X["x19"] * 10).round().astype("int64")  # an integer column, which ONNX reads as a double
     return X[:1000], X[1000:], pd.Series(y[:1000]), pd.Series(y[1000:])
 
 
@@ -123,11 +124,41 @@ class TestServedFastPath:
             ({"instances": [{**{f"x{i}": 0.0 for i in range(20)}, "x3": None}]}, 422, "null is not allowed"),
             ({"instances": []}, 400, "empty"),
             ({"instances": [{f"x{i}": 0.0 for i in range(20)}] * 1001}, 413, "exceeds the limit"),
+            ({"instances": [{**{f"x{i}": 0.0 for i in range(20)}, "x19": 1e300}]}, 422, "outside"),  # was a 200
+            ({"instances": [{**{f"x{i}": 0.0 for i in range(20)}, "x19": 2**63}]}, 422, "the range of int64"),
+            ({"instances": [{**{f"x{i}": 0.0 for i in range(20)}, "x3": int("9" * 400)}]}, 422, "outside"),
         ],
     )
     def test_bad_input_on_the_fast_path(self, served, body, status, fragment):
         response = httpx.post(served.url + "/predict", json=body)
         assert response.status_code == status and fragment in response.json()["error"]
+        assert set(response.json()) == {"error", "details"}
+
+    def test_served_probabilities_are_within_0_1(self, served, numeric):
+        X_test = numeric[1].iloc[:200]
+        response = httpx.post(served.url + "/predict_proba", json={"instances": records(X_test)})
+        p = np.asarray(response.json()["probabilities"])
+        assert response.headers["x-deploykit-path"] == "onnx"
+        assert ((p >= 0) & (p <= 1)).all() and np.abs(p.sum(axis=1) - 1).max() <= 1e-12
+
+
+def test_compiled_probabilities_are_clipped_to_0_1_and_sum_to_1(forest_package, numeric):
+    from deploykit._runtime.fastpath import normalised
+
+    raw = np.array([[-3.6e-7, 1.00000036], [0.5, 0.5], [0.0, 0.0]])
+    fixed = normalised(raw)
+    assert ((fixed >= 0) & (fixed <= 1)).all() and np.allclose(fixed.sum(axis=1), 1, atol=1e-15)
+    assert fixed[0].tolist() == [0.0, 1.0] and fixed[2].tolist() == [0.5, 0.5]
+    runtime = ModelRuntime.load(forest_package.model_dir)
+    served = np.asarray(runtime.probabilities(runtime.columns({"instances": records(numeric[1].iloc[:200])})))
+    assert ((served >= 0) & (served <= 1)).all() and np.abs(served.sum(axis=1) - 1).max() <= 1e-12
+
+
+def test_the_parity_check_refuses_probabilities_outside_0_1():
+    from deploykit._fastpath import probabilities_in_range
+
+    assert probabilities_in_range([[0.25, 0.75], [1.0, 0.0]])
+    assert not probabilities_in_range([[-3.6e-7, 1.00000036]]) and not probabilities_in_range([[0.5, 0.6]])
 
 
 @pytest.mark.serve

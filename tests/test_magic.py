@@ -120,3 +120,11 @@ def test_a_followed_log_prints_until_interrupted(capsys):
 
     assert _shown(lines()) is None
     assert capsys.readouterr().out == "first\nsecond\n"
+
+
+def test_schema_kinds_from_a_dict_variable_or_inline(shell):
+    from deploykit._magic import Variables
+
+    shell.user_ns["kinds"] = {"review": "text"}
+    assert Variables(shell).schema("kinds") == {"review": "text"}
+    assert Variables(shell).schema("review=text,plan=category") == {"review": "text", "plan": "category"}

@@ -2,6 +2,7 @@
 
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import deploykit
@@ -262,3 +263,52 @@ def test_versions_increase(churn_model, churn):
     b = deploykit.package(churn_model, name="versions", X_train=X_train, X_test=X_test, explain=False, verbose=False)
     assert int(b.version) == int(a.version) + 1 and b.bento_tag == f"versions:v{b.version}"
     assert b.manifest["explainer"] is None
+
+
+# -- free text (issue 13) ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def reviews():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(3)
+    words = np.array(["great", "awful", "slow", "fast", "box", "broke", "love", "refund", "again", "never"])
+    text = [" ".join(rng.choice(words, 5)) + f" order {i}" for i in range(140)]
+    X = pd.DataFrame({"review": text, "plan": rng.choice(["basic", "pro"], 140)})
+    y = pd.Series([int("great" in t or "love" in t) for t in text])
+    model = make_pipeline(ColumnTransformer([("text", TfidfVectorizer(), "review"),
+                                             ("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"])]),
+                          LogisticRegression(max_iter=500))
+    return model.fit(X[:120], y[:120]), X, y
+
+
+def test_free_text_the_pipeline_vectorizes_is_served_as_text_even_with_a_small_test_set(reviews):
+    model, X, y = reviews
+    pkg = deploykit.package(model, name="reviews", X_train=X[:120], y_train=y[:120], X_test=X[120:128],
+                            y_test=y[120:128], explain=False, fast_path=False, verbose=False)
+    review = next(c for c in pkg.schema["columns"] if c["name"] == "review")
+    assert review["kind"] == "string" and review["inferred"] == "pipeline: its TfidfVectorizer reads the column"
+    assert pkg.parity["ok"] and pkg.parity["rows"] == 8  # every test row fits: none of their texts was seen
+    runtime = _runtime(pkg)
+    new = {"review": "a text nobody wrote before", "plan": "pro"}
+    assert runtime.labels(runtime.columns({"instances": [new]})) == model.predict(pd.DataFrame([new])).tolist()
+
+
+def test_a_test_set_no_row_of_which_fits_names_the_column_and_the_cause(reviews):
+    model, X, y = reviews
+    with pytest.raises(deploykit.SchemaError) as info:
+        deploykit.package(model, name="reviews", X_train=X[:120], y_train=y[:120], X_test=X[120:128],
+                          y_test=y[120:128], schema={"review": "category"}, explain=False, fast_path=False, verbose=False)
+    message = str(info.value)
+    assert info.value.column == "review" and "none of the 8 rows of the test data fits" in message
+    assert "column 'review' refuses 8 of them (row 0: unseen category" in message
+    assert "no row of the test data fits" not in message
+
+
+def test_limits_and_the_explainers_cost_are_in_the_manifest(churn_package):
+    limits, explainer = churn_package.manifest["limits"], churn_package.manifest["explainer"]
+    assert limits["max_batch"] == churn_package.schema["max_batch"] == 1000 and limits["max_string"] == 10_000
+    assert 0 < explainer["seconds_per_row"] < 1  # measured when packaging: the /explain budget counts in it

@@ -143,3 +143,77 @@ def test_json_schema_of_an_instance_validates_good_and_rejects_bad(frame):
     assert list(validator.iter_errors(_row(plan="gold")))
     assert list(validator.iter_errors(_row(age=None)))
     assert list(validator.iter_errors(_row(extra=1)))
+
+
+# -- free text or categories (issue 13) --------------------------------------------------------------------
+def _reviews(n, seed=0):
+    rng = np.random.default_rng(seed)
+    words = ["great", "slow", "delivery", "broke", "after", "two", "weeks", "would", "buy", "again", "refund"]
+    return [" ".join(rng.choice(words, size=6)) + f" #{i}" for i in range(n)]
+
+
+def test_free_text_with_few_distinct_values_is_text_and_short_repeated_values_are_categories():
+    frame = pd.DataFrame({"review": _reviews(150), "plan": ["basic", "pro", "team"] * 50})
+    kinds = {c["name"]: c for c in infer_schema(frame)["columns"]}
+    assert kinds["review"]["kind"] == "string" and kinds["review"]["inferred"].startswith("values:")
+    assert kinds["plan"]["kind"] == "category" and kinds["plan"]["categories"] == ["basic", "pro", "team"]
+
+
+def test_what_the_pipeline_does_with_a_column_decides_before_its_values():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.preprocessing import OneHotEncoder
+
+    from deploykit._schema import string_kinds
+
+    frame = pd.DataFrame({"title": ["red", "blue"] * 20, "code": [f"c{i}" for i in range(40)]})
+    model = ColumnTransformer([("t", TfidfVectorizer(), "title"), ("c", OneHotEncoder(handle_unknown="ignore"), ["code"])])
+    model.fit(frame)
+    hints = string_kinds(model, frame, None)
+    assert hints == {"title": ("text", "pipeline: its TfidfVectorizer reads the column"),
+                     "code": ("category", "pipeline: its OneHotEncoder reads the column")}
+    kinds = {c["name"]: c["kind"] for c in infer_schema(frame, hints=hints)["columns"]}
+    assert kinds == {"title": "string", "code": "category"}  # values alone would say the opposite
+    overridden = string_kinds(model, frame, {"title": "category"})
+    assert overridden["title"] == ("category", "schema: category")
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"nope": "text"}, "does not use"),
+    ({"plan": "free"}, "kind is 'text'"),
+    ({"n": "text"}, "is int64, not strings"),
+    ({"x": "category"}, "is float64"),
+])
+def test_an_unusable_override_names_the_column(overrides, fragment):
+    from deploykit._schema import string_kinds
+
+    frame = pd.DataFrame({"plan": ["a", "b"], "n": [1, 2], "x": [0.5, 1.5]})
+    with pytest.raises(SchemaError, match=fragment):
+        string_kinds(None, frame, overrides)
+
+
+def test_an_unseen_value_of_a_column_taken_for_a_category_says_how_to_make_it_text():
+    frame = pd.DataFrame({"city": ["paris", "rome"] * 10, "n": list(range(20))})
+    validator = InstanceValidator(infer_schema(frame))
+    with pytest.raises(InputError) as info:
+        validator.columns_of([{"city": "oslo", "n": 1}])
+    assert "if it is free text, package with schema={'city': 'text'}" in str(info.value)
+
+
+def test_an_integer_column_can_be_made_a_category():
+    frame = pd.DataFrame({"zip": np.array([75001, 75002, 75001], dtype="int64")})
+    column = infer_schema(frame, hints={"zip": ("category", "schema: category")})["columns"][0]
+    assert column["kind"] == "category" and column["categories"] == [75001, 75002]
+    validator = InstanceValidator({"columns": [column]})
+    assert validator.columns_of([{"zip": 75002}]) == {"zip": [75002]}
+    with pytest.raises(InputError, match="unseen category 75003"):
+        validator.columns_of([{"zip": 75003}])
+
+
+def test_data_no_row_of_which_fits_gets_an_error_naming_the_column_and_the_way_out():
+    from deploykit._schema import none_fit
+
+    frame = pd.DataFrame({"city": ["paris", "rome"] * 10, "n": list(range(20))})
+    error = none_fit(infer_schema(frame), [{"city": "oslo", "n": 1}, {"city": "lima", "n": 2}])
+    assert error.column == "city" and "column 'city' refuses 2 of them (row 0: unseen category 'oslo'" in str(error)
+    assert "pass schema={'city': 'text'}" in str(error)

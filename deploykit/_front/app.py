@@ -92,6 +92,10 @@ class Front:
         self._tasks = [asyncio.ensure_future(self._mirror_worker()) for _ in range(MIRROR_WORKERS)]
         self._tasks.append(asyncio.ensure_future(self._control()))
 
+    def max_body(self) -> int:
+        """The body size the server reads at most: the routed versions' own limit (they answer 413 past it)."""
+        return self.routes.max_body(MAX_BODY)
+
     def set_routes(self, routes: Routes) -> None:
         routes.generation = self.routes.generation + 1
         scratch = self._routes_path() + ".new"

@@ -35,6 +35,7 @@ class Variant:
     version: str
     upstreams: list[str]
     instance: str = ""  # which running copy of the version (the target's name for it)
+    max_body: int | None = None  # the version's own request-body limit: the front refuses larger bodies unread
     _turn: itertools.cycle = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -50,15 +51,19 @@ class Variant:
         return next(self._turn)
 
     def to_dict(self) -> dict:
-        return {"version": self.version, "upstreams": list(self.upstreams), "instance": self.instance}
+        data = {"version": self.version, "upstreams": list(self.upstreams), "instance": self.instance}
+        if self.max_body is not None:
+            data["max_body"] = self.max_body
+        return data
 
     @classmethod
     def from_dict(cls, data: dict | None, role: str) -> Variant | None:
         if data is None:
             return None
         try:
+            max_body = data.get("max_body")
             return cls(version=str(data["version"]), upstreams=[str(u) for u in data["upstreams"]],
-                       instance=str(data.get("instance", "")))
+                       instance=str(data.get("instance", "")), max_body=None if max_body is None else int(max_body))
         except (KeyError, TypeError) as exc:
             raise RoutesError(f"{role} must be {{'version': ..., 'upstreams': [...]}}: {exc}") from None
 
@@ -93,6 +98,11 @@ class Routes:
         return {"format": FORMAT, "name": self.name, "generation": self.generation,
                 "live": self.live.to_dict() if self.live else None,
                 "candidate": self.candidate.to_dict() if self.candidate else None, "strategy": self.strategy}
+
+    def max_body(self, ceiling: int) -> int:
+        """The largest body a routed version accepts (``ceiling`` when one does not say, or none is routed)."""
+        stated = [v.max_body for v in (self.live, self.candidate) if v is not None]
+        return ceiling if not stated or None in stated else min(ceiling, max(stated))
 
     def upstreams(self) -> set[str]:
         return {u for v in (self.live, self.candidate) if v for u in v.upstreams}

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 
-from .app import MAX_BODY, Front
+from .app import Front
 from .server import Server
 from .supervisor import Supervisor
 
@@ -30,7 +30,7 @@ async def run(options: argparse.Namespace, token: str) -> int:
     front = Front(options.name, options.state_dir, token, supervisor)
     if supervisor is not None:
         supervisor.front = front
-    server = Server(front.handle, max_body=MAX_BODY, log=_log)
+    server = Server(front.handle, max_body=front.max_body, log=_log)
     try:
         await server.start(options.host, options.port)
     except OSError as exc:

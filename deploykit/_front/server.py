@@ -152,18 +152,18 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.head_started = None
         self.size = 0
-        limit = self.server.max_body
+        self.limit = limit = self.server.max_body()
         for name, value in self.headers:
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                self._refuse(error_response(413, f"the request body is larger than the limit of {limit} bytes"))
+                self._refuse(_too_large(int(value), limit))
                 raise httptools.HttpParserError("body too large")
             if name == b"expect" and value.lower() == b"100-continue":
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, chunk: bytes) -> None:
         self.size += len(chunk)
-        if self.size > self.server.max_body:
-            self._refuse(error_response(413, f"the request body is larger than the limit of {self.server.max_body} bytes"))
+        if self.size > self.limit:
+            self._refuse(_too_large(None, self.limit))
             raise httptools.HttpParserError("body too large")
         self.body.append(chunk)
 
@@ -224,11 +224,18 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+def _too_large(size: int | None, limit: int) -> Response:
+    got = f"of {size:,} bytes " if size is not None else ""
+    return error_response(413, f"the request body {got}is over the limit of {limit:,} bytes; send fewer rows per request")
+
+
 class Server:
     """Serves ``handler`` on a listening socket until :meth:`stop`."""
 
-    def __init__(self, handler: Handler, *, max_body: int, log: Callable[[str], None] = print) -> None:
-        self.handler, self.max_body, self.log = handler, max_body, log
+    def __init__(self, handler: Handler, *, max_body: int | Callable[[], int], log: Callable[[str], None] = print) -> None:
+        # max_body: bytes, or what to ask for them per request (the front: the routed versions' own limit)
+        self.handler, self.log = handler, log
+        self.max_body = max_body if callable(max_body) else (lambda: max_body)
         self.connections: set[_Connection] = set()
         self.inflight = 0
         self.stopping = False

@@ -15,6 +15,11 @@ import numpy as np
 
 TREE, LINEAR, KERNEL = "tree", "linear", "kernel"
 TRANSFORMED, RAW = "transformed", "raw"
+CHUNK_SECONDS = 0.05  # rows are explained in chunks of about this cost, so a stop request is heard soon
+
+
+class Stopped(Exception):
+    """An explanation was stopped between two chunks of rows (its request passed its deadline)."""
 
 
 def dense(matrix: Any) -> np.ndarray:
@@ -159,23 +164,37 @@ class Explainer:
         return (self.pre is None and self.coder is None and self.task != "multiclass" and not self.frame_input
                 and all(c["kind"] in ("integer", "number", "boolean") for c in self.schema["columns"]))
 
-    def explain_columns(self, columns: dict[str, list]) -> dict:
+    def explain_columns(self, columns: dict[str, list], stop=None) -> dict:
         matrix = np.column_stack([
             np.array([np.nan if v is None else v for v in columns[name]], dtype="float64") for name in self.feature_names
         ])
-        return self._explain(matrix, None)
+        return self._explain(matrix, None, stop)
 
-    def explain(self, frame) -> dict:
-        return self._explain(self._matrix(frame), frame)
+    def explain(self, frame, stop=None) -> dict:
+        return self._explain(self._matrix(frame), frame, stop)
 
-    def _explain(self, matrix: np.ndarray, frame) -> dict:
-        n = len(matrix)
+    @property
+    def chunk_rows(self) -> int:
+        """Rows per SHAP call: about CHUNK_SECONDS of work by the cost measured at packaging."""
+        per_row = self.config.get("seconds_per_row") or (0.03 if self.kind == KERNEL else 0.0005)
+        return max(1, int(CHUNK_SECONDS / per_row))
+
+    def _shap_values(self, matrix: np.ndarray, stop) -> np.ndarray:
         # shap_values() skips building an Explanation object: the cheapest call SHAP offers
         options = {KERNEL: {"silent": True}, TREE: {"check_additivity": False}, LINEAR: {}}[self.kind]
-        raw = self._shap.shap_values(matrix, **options)
-        if isinstance(raw, list):  # older SHAP: one array per class
-            raw = np.stack(raw, axis=-1)
-        values = np.asarray(raw, dtype="float64")
+        parts, step = [], self.chunk_rows
+        for start in range(0, len(matrix), step):
+            if stop is not None and stop():
+                raise Stopped(f"stopped after {start} of {len(matrix)} rows")
+            raw = self._shap.shap_values(matrix[start:start + step], **options)
+            if isinstance(raw, list):  # older SHAP: one array per class
+                raw = np.stack(raw, axis=-1)
+            parts.append(np.asarray(raw, dtype="float64"))
+        return np.concatenate(parts, axis=0)
+
+    def _explain(self, matrix: np.ndarray, frame, stop=None) -> dict:
+        n = len(matrix)
+        values = self._shap_values(matrix, stop)
         base = np.asarray(self._shap.expected_value, dtype="float64").reshape(values.shape[2:])
         base = np.broadcast_to(base, (n,) + base.shape)
         picked = self._class_index(frame, n)

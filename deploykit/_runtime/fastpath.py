@@ -6,7 +6,9 @@ compilation is made and checked when the package is made (:mod:`deploykit._fastp
 it gave the same label on every test row and probabilities within the recorded tolerance. Requests reach
 it as validated columns; no DataFrame is built on this path. A package's preprocessing, when it has one,
 runs first in numpy (:mod:`.prep`) and only the final estimator is compiled (``inputs: "prep"``); older
-packages hold the whole pipeline as ONNX (``inputs: "columns"`` or ``"matrix"``).
+packages hold the whole pipeline as ONNX (``inputs: "columns"`` or ``"matrix"``). Probabilities are
+clipped to [0, 1] and each row renormalised to sum to 1: float arithmetic otherwise strays by about
+1e-7 on either side, and code that takes log(p) or checks the range would break.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .artifacts import read_verified
+from .errors import InputError
 
 
 class OnnxEngine:
@@ -61,8 +64,14 @@ def tidy(scores: np.ndarray, task: str) -> np.ndarray:
         return scores.reshape(-1)
     if scores.shape[1] == 1:  # a binary model that gives the positive class only
         scores = np.column_stack([1.0 - scores[:, 0], scores[:, 0]])
-    scores = np.clip(scores, 0.0, 1.0)
-    return scores / scores.sum(axis=1, keepdims=True)
+    return normalised(scores)
+
+
+def normalised(probabilities: np.ndarray) -> np.ndarray:
+    """Each row clipped to [0, 1] and rescaled to sum to 1 (an all-zero row becomes uniform)."""
+    clipped = np.clip(probabilities, 0.0, 1.0)
+    totals = clipped.sum(axis=1, keepdims=True)
+    return np.divide(clipped, totals, out=np.full_like(clipped, 1.0 / clipped.shape[1]), where=totals > 0)
 
 
 class FastPath:
@@ -95,8 +104,16 @@ class FastPath:
         return self.classes[top.argmax(axis=1)].tolist(), scores
 
     # -- packages whose whole pipeline is one ONNX graph ------------------------------------------------
-    def _numeric(self, values: list) -> np.ndarray:
-        return np.array([np.nan if v is None else v for v in values], dtype=self.engine.float_type)
+    def _numeric(self, name: str, values: list) -> np.ndarray:
+        float_type = self.engine.float_type
+        array = np.array([np.nan if v is None else v for v in values], dtype=float_type)
+        if float_type is np.float32 and np.isinf(array).any():  # validated finite, so float32 overflowed
+            row = int(np.flatnonzero(np.isinf(array))[0])
+            raise InputError(
+                f"row {row}, column {name!r}: {values[row]!r} is outside the range of this model's compiled "
+                "fast path (float32, ±3.4e38)", status=422,
+                details=[{"row": row, "column": name, "problem": "outside the float32 range (±3.4e38)"}])
+        return array
 
     def feed(self, columns: dict[str, list]) -> dict[str, np.ndarray]:
         if self.config["inputs"] == "columns":
@@ -106,9 +123,9 @@ class FastPath:
                 if column["kind"] in ("category", "string"):
                     out[column["name"]] = np.array(values, dtype=object).reshape(-1, 1)
                 else:
-                    out[column["name"]] = self._numeric(values).reshape(-1, 1)
+                    out[column["name"]] = self._numeric(column["name"], values).reshape(-1, 1)
             return out
-        matrix = np.column_stack([self._numeric(columns[c["name"]]) for c in self.columns])
+        matrix = np.column_stack([self._numeric(c["name"], columns[c["name"]]) for c in self.columns])
         return {self.config["input_name"]: matrix}
 
     def _run_whole(self, columns: dict[str, list]) -> tuple[list, np.ndarray | None]:

@@ -79,6 +79,7 @@ class Manifest:
     lock: list[str] = field(default_factory=list)
     parity: dict | None = None
     card: dict | None = None  # the card's summary: format, file, sha256, profile, errors, warnings, plots
+    limits: dict = field(default_factory=dict)  # what one request may be and cost: see .limits.Limits
     format: int = FORMAT
 
     # -- names derived from the identity ---------------------------------------------------------------

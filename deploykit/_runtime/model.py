@@ -7,15 +7,20 @@ the serving stack (numpy, pandas, the model's own libraries, skops/cloudpickle, 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
 from .artifacts import load_model, read_verified
-from .errors import InputError
+from .errors import InputError, clip
+from .limits import Limits
 from .manifest import Manifest
-from .schema import InstanceValidator
+from .refusal import checked
+from .schema import InstanceValidator, too_deep
+
+logger = logging.getLogger("deploykit.service")
 
 
 def default_package_dir() -> Path:
@@ -30,25 +35,54 @@ try:  # orjson parses and writes JSON several times faster than the standard lib
     def dumps(payload: Any) -> bytes:
         return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
 
-    def _loads(body: bytes) -> Any:
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return json.loads(body)  # NaN and Infinity, which clients built on json.dumps send
+    _fast_loads, _FastError = orjson.loads, orjson.JSONDecodeError
 
 except ImportError:  # pragma: no cover - orjson is in the serving requirements
 
     def dumps(payload: Any) -> bytes:
         return json.dumps(payload).encode()
 
-    _loads = json.loads
+    _fast_loads, _FastError = json.loads, ValueError
 
 
-def parse_json(body: bytes) -> Any:
+def _not_json(why: str) -> InputError:
+    return InputError(f"the request body is not valid JSON: {clip(why, 160)}", status=400)
+
+
+def parse_json(body: bytes | str, limits: Limits = Limits()) -> Any:
+    """The parsed body, or a 400 :class:`InputError`: never another exception, whatever the bytes.
+
+    Bodies are UTF-8 (RFC 8259); NaN and Infinity, which ``json.dumps`` writes, are read too.
+    """
+    if len(body) > limits.max_body_bytes:
+        raise body_too_large(len(body), limits)
     try:
-        return _loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"the request body is not valid JSON: {exc}", status=400) from None
+        return _fast_loads(body)
+    except _FastError as exc:
+        if "depth" in str(exc) or "recursion" in str(exc):
+            raise too_deep(limits) from None
+        first = str(exc)
+    try:  # orjson refuses NaN and Infinity; the standard parser reads them, from strict UTF-8 only
+        value = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+    except UnicodeDecodeError as exc:
+        raise _not_json(f"it is not UTF-8 text ({exc.reason} at byte {exc.start}); send UTF-8") from None
+    except RecursionError:
+        raise too_deep(limits) from None
+    except ValueError:
+        raise _not_json(first) from None
+    try:
+        dumps(value)  # what the standard parser lets through and orjson would not: lone surrogates
+    except (TypeError, ValueError) as exc:
+        if "surrogate" in str(exc):
+            raise _not_json(str(exc)) from None
+    return value  # integers past 64 bits are valid JSON: the validator says where they do not fit
+
+
+def body_too_large(size: int | None, limits: Limits) -> InputError:
+    got = f"of {size:,} bytes " if size is not None else ""
+    return InputError(
+        f"the request body {got}is over the limit of {limits.max_body_bytes:,} bytes; send fewer rows per "
+        f"request, or {limits.raise_with('max_body_bytes', max(size or 0, 2 * limits.max_body_bytes))}", status=413)
 
 
 def jsonable(values: Any) -> list:
@@ -57,19 +91,29 @@ def jsonable(values: Any) -> list:
     return np.asarray(values).tolist()
 
 
+def explanations_off() -> InputError:
+    return InputError("explanations are off for this model (packaged with explain=False)", status=404)
+
+
 class ModelRuntime:
     """A loaded package: validation, prediction and explanation behind one object."""
 
     def __init__(self, directory: Path, manifest: Manifest, model: Any = None) -> None:
         self.directory, self.manifest, self._model = directory, manifest, model
         self._model_lock = threading.Lock()
-        self.validator = InstanceValidator(manifest.schema)
+        self.limits = Limits.from_manifest(manifest)
+        self.validator = InstanceValidator(manifest.schema, self.limits)
         self.task = manifest.task
         self.classes = manifest.classes
         self.model_info = manifest.info
         self.to_input = (lambda frame: frame.to_numpy()) if manifest.input_kind == "array" else (lambda frame: frame)
         self._explainer = None
         self._explainer_lock = threading.Lock()
+        self._sample: dict | None = None
+        # the same calls, answering 422 for a row the model cannot take when the request is at fault
+        self.checked_labels = checked(self.labels, self.sample_columns)
+        self.checked_probabilities = checked(self.probabilities, self.sample_columns)
+        self.checked_explain = checked(self.explain_columns, self.sample_columns)
         self.fast = None
         self.path = "sklearn"  # which path answers /predict and /predict_proba: "sklearn" or the engine's name
 
@@ -110,7 +154,7 @@ class ModelRuntime:
     # -- requests -------------------------------------------------------------------------------------
     def columns(self, body: bytes | dict) -> dict[str, list]:
         """Parse and validate a request body into checked column values; raises :class:`InputError`."""
-        parsed = parse_json(body) if isinstance(body, (bytes, str)) else body
+        parsed = parse_json(body, self.limits) if isinstance(body, (bytes, str)) else body
         return self.validator.columns_of(self.validator.instances(parsed))
 
     def frame(self, body: bytes | dict):
@@ -119,16 +163,27 @@ class ModelRuntime:
 
     def labels(self, columns: dict[str, list]) -> list:
         """Predictions for checked columns, from the fast path when it serves."""
-        if self.fast is not None:
-            return self.fast.run(columns)[0]
+        if self.fast is not None and (answer := self._fast(columns)) is not None:
+            return answer[0]
         return jsonable(self.model.predict(self.to_input(self.validator.build(columns))))
 
     def probabilities(self, columns: dict[str, list]) -> list:
         if self.task == "regression":
             raise InputError("predict_proba is only served for classifiers; this model is a regressor", status=404)
-        if self.fast is not None:
-            return self.fast.run(columns)[1].tolist()
+        if self.fast is not None and (answer := self._fast(columns)) is not None:
+            return answer[1].tolist()
         return jsonable(self.model.predict_proba(self.to_input(self.validator.build(columns))))
+
+    def _fast(self, columns: dict[str, list]):
+        """The fast path's answer, or None when ONNX Runtime fails on input the schema accepted (the
+        model itself answers then: the request is not at fault)."""
+        try:
+            return self.fast.run(columns)
+        except InputError:
+            raise
+        except Exception:  # noqa: BLE001 - logged; the plain path answers
+            logger.warning("the compiled fast path failed on valid input; the model answers instead", exc_info=True)
+            return None
 
     def predict(self, frame) -> dict:
         return {"predictions": jsonable(self.model.predict(self.to_input(frame))), "model": self.model_info}
@@ -139,18 +194,21 @@ class ModelRuntime:
         probabilities = self.model.predict_proba(self.to_input(frame))
         return {"probabilities": jsonable(probabilities), "classes": self.classes, "model": self.model_info}
 
-    def explain_columns(self, columns: dict[str, list]) -> dict:
-        """Explanations for checked columns, skipping the DataFrame where the model needs none."""
+    def explain_columns(self, columns: dict[str, list], stop=None) -> dict:
+        """Explanations for checked columns, skipping the DataFrame where the model needs none.
+
+        ``stop`` is polled between chunks of rows; when it returns True, :class:`~.explain.Stopped` is raised.
+        """
         explainer = self.explainer()
         if explainer is not None and explainer.takes_columns:
-            return {**explainer.explain_columns(columns), "model": self.model_info}
-        return self.explain(self.validator.build(columns))
+            return {**explainer.explain_columns(columns, stop), "model": self.model_info}
+        return self.explain(self.validator.build(columns), stop)
 
-    def explain(self, frame) -> dict:
+    def explain(self, frame, stop=None) -> dict:
         explainer = self.explainer()
         if explainer is None:
-            raise InputError("explanations are off for this model (packaged with explain=False)", status=404)
-        return {**explainer.explain(frame), "model": self.model_info}
+            raise explanations_off()
+        return {**explainer.explain(frame, stop), "model": self.model_info}
 
     def explainer(self):
         config = self.manifest.explainer
@@ -165,6 +223,14 @@ class ModelRuntime:
                     self.model, config, self.manifest.schema, background, self.task, self.classes, self.to_input
                 )
         return self._explainer
+
+    def sample_columns(self) -> dict[str, list]:
+        """The package's sample rows (which the model answered when it was packaged), as checked columns."""
+        if self._sample is None:
+            record = self.manifest.artifacts.get("sample")
+            rows = json.loads(read_verified(self.directory / record.file, record.sha256)) if record else []
+            self._sample = self.validator.columns_of(rows) if rows else {}
+        return self._sample
 
     def background(self):
         record = self.manifest.artifacts["background"]

@@ -27,7 +27,7 @@ def replay(package_dir: str, manifest_path: str, rows: list[dict], explain_rows:
         loaded = manifest.Manifest.from_dict(json.load(handle))
     runtime = model.ModelRuntime.load(f"{package_dir}/model", manifest=loaded)
     out: dict = {"load_seconds": time.perf_counter() - started}
-    columns = runtime.columns({"instances": rows})
+    columns = runtime.validator.columns_of(rows)  # every row, whatever max_batch says
     frame = runtime.validator.build(columns)
     out["predictions"] = runtime.predict(frame)["predictions"]
     if runtime.task != "regression":

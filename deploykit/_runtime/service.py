@@ -3,7 +3,9 @@
 A bento made by deploykit contains this runtime (as ``deploykit_runtime``) and the package under
 ``model/``. The HTTP contract is served by a FastAPI app mounted into the ``@bentoml.service`` class,
 so responses, status codes and error bodies are exactly deploykit's, while BentoML still provides the
-server, workers, ``/livez``, ``/readyz``, ``/metrics`` and the OpenAPI page at ``/``.
+server, workers, ``/livez``, ``/readyz``, ``/metrics`` and the OpenAPI page at ``/`` (whose document,
+``/docs.json``, is deploykit's own: :mod:`.openapi`). Limits on every request are in :mod:`.limits`;
+``/explain`` runs off the event loop (:mod:`.explaining`).
 """
 
 from __future__ import annotations
@@ -26,14 +28,18 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from . import bentoml_fixes
-from .errors import InputError, IntegrityError
-from .jsonschema import instance_schema
+from .errors import ErrorShape, InputError, IntegrityError, clip, error_body
+from .explaining import ExplainPool
+from .limits import Limits
 from .manifest import Manifest
-from .model import ModelRuntime, default_package_dir, dumps
+from .model import ModelRuntime, body_too_large, default_package_dir, dumps, explanations_off
+from .openapi import document
 
 logger = logging.getLogger("deploykit.service")
 bentoml_fixes.apply()
 MANIFEST = Manifest.read(default_package_dir())
+LIMITS = Limits.from_manifest(MANIFEST)
+OPENAPI = dumps(document(MANIFEST, LIMITS))
 
 app = FastAPI(
     title=f"deploykit: {MANIFEST.name}",
@@ -42,22 +48,7 @@ app = FastAPI(
     redoc_url=None,
     openapi_url=None,
 )
-_state: dict[str, ModelRuntime] = {}
-
-_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["instances"],
-                    "properties": {"instances": {"type": "array", "items": instance_schema(MANIFEST.schema)}},
-                },
-            }
-        },
-    }
-}
+_state: dict[str, Any] = {}
 
 
 def _runtime() -> ModelRuntime:
@@ -66,12 +57,52 @@ def _runtime() -> ModelRuntime:
     return _state["runtime"]
 
 
+def _explain_pool(runtime: ModelRuntime) -> ExplainPool:
+    if "explain" not in _state:
+        _state["explain"] = ExplainPool(runtime.checked_explain, runtime.limits, runtime.manifest.explainer)
+    return _state["explain"]
+
+
 def _json(payload: Any, status: int = 200, headers: dict | None = None) -> Response:
     return Response(dumps(payload), status_code=status, media_type="application/json", headers=headers)
 
 
-def _error(status: int, message: str, details: list | None = None) -> Response:
-    return _json({"error": message, "details": details or []}, status)
+def _error(status: int, message: str, details: list | None = None, headers: dict | None = None) -> Response:
+    return _json(error_body(message, details), status, headers)
+
+
+def _unsupported_media(request: Request) -> str | None:
+    """Why the body's declared type or encoding is refused (415), or None: UTF-8 JSON, unencoded, only."""
+    declared = request.headers.get("content-type")
+    if declared is None:
+        return "the request has no Content-Type; send the body as JSON with Content-Type: application/json"
+    media, _, parameters = declared.partition(";")
+    if media.strip().lower() != "application/json":
+        return f"Content-Type {clip(declared)!r} is not accepted; send the body as JSON with Content-Type: application/json"
+    charset = next((p.split("=", 1)[1].strip(' "').lower() for p in parameters.split(";") if p.strip().lower().startswith("charset=")), "utf-8")
+    if charset not in ("utf-8", "utf8"):
+        return f"charset {clip(charset)!r} is not accepted; JSON requests are UTF-8"
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        return f"Content-Encoding {clip(encoding)!r} is not accepted; send the JSON uncompressed"
+    return None
+
+
+async def _body(request: Request, limits: Limits) -> bytes:
+    """The request body, refused (415, 413) before more than the size limit is read."""
+    problem = _unsupported_media(request)
+    if problem:
+        raise InputError(problem, status=415)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise body_too_large(int(declared), limits)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limits.max_body_bytes:
+            raise body_too_large(None, limits)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class Coalescer:
@@ -80,8 +111,8 @@ class Coalescer:
     latency at low load, and at high load one call (a fixed few milliseconds for tree ensembles,
     whatever the row count) answers many requests."""
 
-    def __init__(self, call: Callable[[dict], list]) -> None:
-        self.call = call
+    def __init__(self, call: Callable[[dict], list], single: Callable[[dict], list]) -> None:
+        self.call, self.single = call, single  # single: for one request alone (its own error, if any)
         self.waiting: list[tuple[dict, int, asyncio.Future]] = []
         self.busy = False
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deploykit-model")
@@ -119,7 +150,7 @@ class Coalescer:
         loop = asyncio.get_running_loop()
         for columns, _, future in batch:
             try:
-                result = await loop.run_in_executor(self.executor, self.call, columns)
+                result = await loop.run_in_executor(self.executor, self.single, columns)
                 future.set_result((result, len(result)))
             except Exception as exc:  # noqa: BLE001 - handed to the request that caused it
                 future.set_exception(exc)
@@ -130,19 +161,25 @@ _coalescers: dict[str, Coalescer] = {}
 
 def _coalescer(kind: str, runtime: ModelRuntime) -> Coalescer:
     if kind not in _coalescers:
-        _coalescers[kind] = Coalescer(runtime.labels if kind == "predict" else runtime.probabilities)
+        if kind == "predict":
+            _coalescers[kind] = Coalescer(runtime.labels, runtime.checked_labels)
+        else:
+            _coalescers[kind] = Coalescer(runtime.probabilities, runtime.checked_probabilities)
     return _coalescers[kind]
 
 
 async def _model_call(request: Request, kind: str) -> Response:
     runtime = _runtime()
     try:
-        columns = runtime.columns(await request.body())
+        if kind == "explain" and not runtime.manifest.explainer:
+            raise explanations_off()
+        body = await _body(request, runtime.limits)
+        columns = runtime.columns(body)
         rows = len(next(iter(columns.values()))) if columns else 0
         if kind == "explain":
-            payload, path, batch = runtime.explain_columns(columns), "shap", rows
+            payload, path, batch = await _explain_pool(runtime).run(columns, rows), "shap", rows
         elif runtime.fast is not None:  # microseconds: answer inline, no thread hand-off
-            values = runtime.labels(columns) if kind == "predict" else runtime.probabilities(columns)
+            values = runtime.checked_labels(columns) if kind == "predict" else runtime.checked_probabilities(columns)
             payload, path, batch = _payload(kind, values, runtime), runtime.path, rows
         else:
             values, batch = await _coalescer(kind, runtime).submit(columns, rows)
@@ -150,7 +187,7 @@ async def _model_call(request: Request, kind: str) -> Response:
         # which path answered, and how many rows the model call had (more than sent: coalesced)
         return _json(payload, headers={"x-deploykit-path": path, "x-deploykit-batch": str(batch)})
     except InputError as exc:
-        return _error(exc.status, str(exc), exc.details)
+        return _error(exc.status, str(exc), exc.details, exc.headers)
     except Exception as exc:  # a model failure is ours to report, never a stack trace over HTTP
         logger.exception("model call failed")
         return _error(500, f"the model failed on this request: {type(exc).__name__}; see the service logs")
@@ -162,27 +199,27 @@ def _payload(kind: str, values: list, runtime: ModelRuntime) -> dict:
     return {"probabilities": values, "classes": runtime.classes, "model": runtime.model_info}
 
 
-@app.post("/predict", summary="Predict one label or value per instance", openapi_extra=_BODY)
+@app.post("/predict")
 async def predict(request: Request) -> Response:
     return await _model_call(request, "predict")
 
 
-@app.post("/predict_proba", summary="Class probabilities per instance (classifiers)", openapi_extra=_BODY)
+@app.post("/predict_proba")
 async def predict_proba(request: Request) -> Response:
     return await _model_call(request, "predict_proba")
 
 
-@app.post("/explain", summary="SHAP values per instance on the original columns", openapi_extra=_BODY)
+@app.post("/explain")
 async def explain(request: Request) -> Response:
     return await _model_call(request, "explain")
 
 
-@app.get("/schema", summary="JSON Schema of one instance")
+@app.get("/schema")
 async def schema() -> Response:
     return _json(_runtime().json_schema())
 
 
-@app.get("/info", summary="Package manifest: name, version, schema, parity, requirements")
+@app.get("/info")
 async def info() -> Response:
     return _json(_runtime().manifest.to_dict())
 
@@ -202,9 +239,15 @@ async def card() -> Response:
     return _card(ModelRuntime.card_html, "text/html; charset=utf-8")
 
 
-@app.get("/card.json", summary="The model card as JSON; its model_card_toolkit key is a Model Card Toolkit v0.0.2 card")
+@app.get("/card.json")
 async def card_json() -> Response:
     return _card(ModelRuntime.card_json, "application/json")
+
+
+@app.get("/docs.json")
+async def openapi() -> Response:
+    """The OpenAPI 3.1 document (:mod:`.openapi`); it shadows BentoML's, which the mounted app precedes."""
+    return Response(OPENAPI, media_type="application/json")
 
 
 def _verify_signature() -> None:
@@ -259,4 +302,8 @@ class DeployKitService:
         # so a full collection no longer walks them in the middle of a request (a latency tail).
         gc.collect()
         gc.freeze()
+
+
+# Outside the router, so a 404 or 405 from BentoML's routes gets the error shape too.
+DeployKitService.add_asgi_middleware(ErrorShape)
 
