@@ -23,11 +23,12 @@ def instances(X: Any) -> list[dict]:
 class ServiceClient:
     """A small HTTP client for one deployment's URL."""
 
-    def __init__(self, url: str, *, timeout: float = 60.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 60.0, token: str | None = None) -> None:
         import httpx
 
-        self.url = url
-        self._http = httpx.Client(base_url=url, timeout=timeout)
+        self.url, self.token = url, token
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=url, timeout=timeout, headers=headers)
 
     def post(self, path: str, X: Any) -> dict:
         import httpx

@@ -11,6 +11,7 @@ from ._package import Package, package
 from ._progress import Progress
 from ._runtime.signature import TRUSTED_ENV
 from ._security.audit import record_action
+from ._security.keys import client_token
 from ._security.signing import trusted_env
 from .exceptions import ConfigError
 
@@ -32,6 +33,7 @@ def deploy(
     sticky: str | None = None,
     capture: float = 1.0,
     capture_retention: Any = None,
+    auth: bool | None = None,
     base_image: str | None = None,
     resources: dict | None = None,
     verbose: bool = True,
@@ -85,6 +87,12 @@ def deploy(
     capture_retention : str, int or dict, optional
         How much capture to keep: a duration (``"30d"``), a row count, or ``{"max_age": "7d", "max_rows":
         1_000_000}``; by default 30 days and at most 5 million rows.
+    auth : bool, optional
+        Require an API key (``Authorization: Bearer dk_...``; ``deploykit keys create NAME``) on every
+        endpoint but ``/livez`` and ``/readyz``. By default on whenever the deployment listens beyond
+        this machine (a ``host`` other than 127.0.0.1 or localhost); otherwise a redeploy keeps what the
+        deployment had. This notebook's :class:`Deployment` (and the CLI, the panel) gets a key of its own,
+        kept in the deployment's folder, so its calls keep working.
     base_image, resources
         Docker only: the base image (see :meth:`Package.build_image`) and limits such as
         ``{"memory": "2g", "cpus": 1.5}``.
@@ -125,9 +133,10 @@ def deploy(
     plan = _experiments.plan(strategy, name, pkg.version, settings)
     if plan["kind"] == "ab" and plan.get("sticky"):
         plan["strip"] = plan["sticky"] not in {c["name"] for c in pkg.schema["columns"]}
+    front_settings = {"capture": capture_settings, **_auth(name, auth, host)}
     front, version = _release.release(pkg, name=name, target=chosen, port=port, host=host, env=env,
                                       options=target_options, steps=progress_steps, strategy=plan,
-                                      capture=capture_settings)
+                                      settings=front_settings)
     if plan["kind"] != "replace":
         deployment = _experiments.live_deployment(name, chosen, front)
         record_action(name, "deploy", {"version": pkg.version, "target": chosen.name, "url": deployment.url,
@@ -144,6 +153,17 @@ def deploy(
         print(f"  serving {name} v{pkg.version} at {deployment.url} ({chosen.name}, ready in "
               f"{time.perf_counter() - started:.1f} s)")
     return deployment
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _auth(name: str, auth: bool | None, host: str) -> dict:
+    """The front's ``auth`` setting: as given; on for a host beyond this machine; else left as it is."""
+    guarded = auth if auth is not None else (True if host not in LOOPBACK else None)
+    if guarded:
+        client_token(name, make=True)
+    return {} if guarded is None else {"auth": bool(guarded)}
 
 
 def _capture(fraction: Any, retention: Any) -> dict:

@@ -17,6 +17,7 @@ from . import _targets
 from ._client import Explanation, ServiceClient
 from ._package import Package
 from ._security.audit import record_action
+from ._security.keys import client_token
 from .exceptions import ConfigError, DeployKitError, DeploymentError
 
 _LIVE: dict[str, Deployment] = {}
@@ -39,7 +40,7 @@ class Deployment:
         self.url = front.url
         self.started = started or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         self.stopped = False
-        self._client = ServiceClient(self.url)
+        self._client = ServiceClient(self.url, token=client_token(name))
 
     # -- calls ----------------------------------------------------------------------------------------
     def predict(self, X: Any) -> np.ndarray:
@@ -153,6 +154,14 @@ class Deployment:
 
         return CaptureStore(_paths.deployment_dir(self.name)).log_outcomes(list(request_ids), list(y_true))
 
+    def audit(self):
+        """The deployment's audit trail as a DataFrame, one row per record, oldest first: deploy actions (who,
+        when, what) and one row per prediction request (its id, version, API key, and the sha256 of its input
+        and output, never the values). ``deploykit audit verify NAME`` checks the chain."""
+        from ._security.audit import frame
+
+        return frame(self.name)
+
     def logs(self, tail: int | None = 200) -> str:
         """The last ``tail`` lines of the live version's log (all with ``tail=None``)."""
         return self.handle.logs(tail)
@@ -206,7 +215,8 @@ def package_of(found) -> Package:
     except (DeployKitError, OSError, TypeError, ValueError):
         from ._runtime.manifest import Manifest
 
-        return Package(path=found.package or "", manifest=Manifest.from_dict(ServiceClient(found.front.url).get("/info")))
+        return Package(path=found.package or "", manifest=Manifest.from_dict(
+            ServiceClient(found.front.url, token=client_token(found.name)).get("/info")))
 
 
 def _running(name: str | None = None) -> list:

@@ -31,6 +31,19 @@ def deployment_dir(name: str | None = None) -> Path:
     return path
 
 
+def share(path: str | Path) -> None:
+    """Give a file the host just wrote into a deployment's folder to that folder's owner.
+
+    A Docker front runs as an unprivileged user that owns the folder; a file root writes there later (a
+    new API key file, say) would otherwise be root's and unreadable to it. A no-op unless running as root.
+    """
+    if os.getuid() != 0:
+        return
+    folder = os.stat(Path(path).parent)
+    if folder.st_uid != 0:
+        os.chown(path, folder.st_uid, folder.st_gid)
+
+
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         suggestion = re.sub(r"[^a-z0-9_-]+", "-", str(name).lower()).strip("-_") or "model"

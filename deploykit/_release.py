@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from . import _paths
 from ._client import ServiceClient
-from ._front.capture import write_settings
+from ._front import settings as front_settings
 from ._front.routes import FORMAT as ROUTES_FORMAT
 from .exceptions import ConfigError, DeployKitError, DeploymentError, HealthCheckError, RequestError
 
@@ -37,7 +37,7 @@ _STARTUP_FAILED = "Application startup failed"
 
 
 def release(pkg: Any, *, name: str, target: Any, port: int | None, host: str, env: dict, options: dict,
-            steps: Any, strategy: dict | None = None, capture: dict | None = None) -> tuple[Any, Any]:
+            steps: Any, strategy: dict | None = None, settings: dict | None = None) -> tuple[Any, Any]:
     """Serve ``pkg`` on deployment ``name`` of ``target``; return (front, the new version).
 
     With the default strategy (``{"kind": "replace"}``) the new version becomes live and the previous one
@@ -52,14 +52,14 @@ def release(pkg: Any, *, name: str, target: Any, port: int | None, host: str, en
         if strategy["kind"] != "replace":
             raise ConfigError(f"{name} serves nothing yet, so a {strategy['kind']} has no live version to run beside; "
                               "deploy it first (strategy='replace')")
-        if capture is not None:  # the front starts with them (its state folder is the deployment's, on every target)
-            write_settings(_paths.deployment_dir(name), **capture)
+        if settings:  # the front starts with them (its state folder is the deployment's, on every target)
+            front_settings.write(_paths.deployment_dir(name), **settings)
         with steps.stage("front", f"a front on a stable address ({target.name})"):
             front = target.create_front(name, port=port, host=host, options=options)
     else:
         _check_address(front, port, name)
-        if capture is not None:
-            front.call("PUT", "capture", capture)
+        if settings:
+            front.call("PUT", "settings", settings)
     routes = front.routes()
     previous = live_version(target, front, routes)
     if strategy["kind"] != "replace":

@@ -113,12 +113,16 @@ def test_a_kill_9_during_a_burst_loses_no_acknowledged_record(tmp_path):
     assert audit.verify("audit-kill").ok
 
 
-def test_two_writer_processes_keep_one_valid_chain():
+def test_two_writer_processes_keep_one_valid_chain(tmp_path):
     folder = deploykit._paths.deployment_dir("audit-two")
-    key = str(audit.audit_key_path())
+    key, go = str(audit.audit_key_path()), tmp_path / "go"
     children = [subprocess.Popen([sys.executable, "-m", "helpers.audit_writer", str(folder), "audit-two", "1500", key,
-                                  prefix, "200"], cwd=TESTS, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  prefix, "200", str(go)], cwd=TESTS, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
                 for prefix in ("a", "b")]
+    for child in children:  # both loaded and waiting: they start writing together
+        assert child.stdout.readline().strip() == "ready", child.stderr.read()[-2000:]
+    go.touch()
     outputs = [child.communicate(timeout=120) for child in children]
     assert [child.returncode for child in children] == [0, 0], [err[-2000:] for _, err in outputs]
     records = [json.loads(line) for line in _lines("audit-two")]

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -76,6 +77,10 @@ def test_a_crashed_version_is_started_again_at_the_same_address(churn_package):
     try:
         rows = churn_package.sample_rows()
         expected = dep.predict(rows).tolist()
+        from deploykit._front.supervisor import _children_of
+
+        workers = _children_of(dep.handle.pid)  # BentoML's workers: each in a session of its own
+        assert workers
         os.killpg(dep.handle.pid, signal.SIGKILL)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # the front sees the death, and starts the version again
@@ -85,6 +90,9 @@ def test_a_crashed_version_is_started_again_at_the_same_address(churn_package):
             time.sleep(0.5)
         assert info["restarts"] == 1 and info["pid"] != dep.handle.pid
         assert dep.predict(rows).tolist() == expected
+        # the dead server's workers did not outlive it (they would hold its memory and its port)
+        assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()
+                    and "zombie" not in Path(f"/proc/{pid}/status").read_text()]
     finally:
         dep.stop()
 

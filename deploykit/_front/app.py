@@ -18,7 +18,10 @@ import os
 import time
 from urllib.parse import urlsplit
 
-from .capture import CaptureWriter, parse_outcomes_body, read_settings, write_settings
+from . import settings
+from .audit import AuditLog
+from .auth import Authenticator
+from .capture import CaptureWriter, parse_outcomes_body
 from .experiment import Experiment
 from .metrics import Metrics, endpoint_label
 from .routes import Routes, RoutesError, Variant
@@ -36,6 +39,8 @@ MIRROR_WORKERS = 4
 MIRROR_TIMEOUT = 10.0
 CONTROL_SECONDS = 0.25  # how often a canary's guardrails and steps are checked (and after each candidate failure)
 INTERNAL_HEADER = b"x-deploykit-internal"
+AUDITED = frozenset({"/predict", "/predict_proba", "/explain"})  # prediction requests: one audit record each
+CHECKPOINT_SECONDS = 60.0
 # Hop-by-hop headers, and those the front sets itself.
 _DROP_REQUEST = frozenset({b"connection", b"keep-alive", b"proxy-authorization", b"proxy-connection", b"te",
                            b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length", b"expect",
@@ -60,7 +65,7 @@ def _request_id(request: Request) -> bytes:
 class Front:
     """The proxy and its state: the routing table, a connection pool per upstream, in-flight counts."""
 
-    def __init__(self, name: str, state_dir: str, admin_token: str, supervisor=None) -> None:
+    def __init__(self, name: str, state_dir: str, admin_token: str, supervisor=None, audit_key: str | None = None) -> None:
         self.name, self.state_dir, self.supervisor = name, state_dir, supervisor
         self._token = admin_token.encode()
         self.routes = self._load_routes()
@@ -70,7 +75,11 @@ class Front:
         self.metrics.help["deploykit_mirror_dropped_total"] = "Copies for a shadow dropped because its queue was full."
         self.metrics.help["deploykit_capture_dropped_total"] = "Answered requests not captured although sampled."
         self.experiment = Experiment(state_dir)
-        self.capture = CaptureWriter(state_dir, name, **read_settings(state_dir))
+        chosen = settings.read(state_dir)
+        self.capture = CaptureWriter(state_dir, name, **chosen["capture"])
+        self.auth = Authenticator(state_dir, name) if chosen["auth"] else None
+        self.audit_key = audit_key
+        self.audit = AuditLog(state_dir, name=name, key_path=audit_key) if chosen["audit"] else None
         self.mirrors: asyncio.Queue | None = None
         self.started = time.time()
         self._tasks: list[asyncio.Task] = []
@@ -91,6 +100,14 @@ class Front:
         self.mirrors = asyncio.Queue(MIRROR_QUEUE)
         self._tasks = [asyncio.ensure_future(self._mirror_worker()) for _ in range(MIRROR_WORKERS)]
         self._tasks.append(asyncio.ensure_future(self._control()))
+        self._tasks.append(asyncio.ensure_future(self._checkpoints()))
+
+    async def _checkpoints(self) -> None:
+        """Sign the audit chain's head every minute, as well as every thousand records."""
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            if self.audit is not None:
+                self.audit.checkpoint()
 
     def max_body(self) -> int:
         """The body size the server reads at most: the routed versions' own limit (they answer 413 past it)."""
@@ -107,12 +124,23 @@ class Front:
             self.supervisor.routed(routes.upstreams())
 
     # -- capture ----------------------------------------------------------------------------------------
-    def set_capture(self, fraction: float, retention) -> dict:
-        """Capture with the settings deploy() gave (``capture=``, ``capture_retention=``) from now on."""
-        replacement = CaptureWriter(self.state_dir, self.name, fraction, retention=retention)  # raises on a bad one
-        previous, self.capture = self.capture, replacement
-        previous.close()
-        return write_settings(self.state_dir, fraction, retention)
+    def configure(self, capture: dict | None = None, auth: bool | None = None, audit: bool | None = None) -> dict:
+        """Apply the settings deploy() gave (capture, API keys, audit) from now on; return them all."""
+        changes = {}
+        if capture is not None:
+            replacement = CaptureWriter(self.state_dir, self.name, capture["fraction"], retention=capture.get("retention"))
+            previous, self.capture = self.capture, replacement
+            previous.close()
+            changes["capture"] = {"fraction": float(capture["fraction"]), "retention": capture.get("retention")}
+        if auth is not None:
+            self.auth = Authenticator(self.state_dir, self.name) if auth else None
+            changes["auth"] = bool(auth)
+        if audit is not None and bool(audit) != (self.audit is not None):
+            if self.audit is not None:
+                self.audit.close()
+            self.audit = AuditLog(self.state_dir, name=self.name, key_path=self.audit_key) if audit else None
+            changes["audit"] = bool(audit)
+        return settings.write(self.state_dir, **changes)
 
     def _outcomes(self, request: Request) -> Response:
         """``POST /outcomes``: known labels, joined to captured predictions by request id."""
@@ -151,15 +179,30 @@ class Front:
         path = request.path
         if path.startswith(ADMIN_PREFIX):
             return await self._admin(request)
+        key_id = None
+        if self.auth is not None:
+            key_id, refused = self.auth.check(path, request.method, request.headers, request.body)
+            if refused is not None:
+                response = Response(refused.status, refused.body, [_JSON, *refused.headers])
+                self._audit(request, response, _request_id(request), None, self._live_version(), "live")
+                return response
         if path == "/metrics" and request.method == "GET":
             self.metrics.counters[("deploykit_capture_dropped_total", ())] = self.capture.dropped
-            return Response(200, self.metrics.render(self._monitor_series()),
-                            [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")])
+            extra = self._monitor_series() + (self.auth.metrics() if self.auth is not None else "")
+            return Response(200, self.metrics.render(extra), [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")])
         if path == "/outcomes" and request.method == "POST":
             return self._outcomes(request)
-        return await self._forward(request)
+        return await self._forward(request, key_id)
 
-    async def _forward(self, request: Request) -> Response:
+    def _audit(self, request: Request, response: Response, request_id: bytes, key_id: str | None, version: str,
+               variant: str) -> None:
+        """One record per prediction request, written before the answer is sent: nothing acknowledged is lost."""
+        if self.audit is not None and request.path in AUDITED:
+            self.audit.request(request_id=request_id.decode(), version=version, variant=variant, key_id=key_id,
+                               method=request.method, path=request.path, status=response.status,
+                               input=request.body, output=response.body)
+
+    async def _forward(self, request: Request, key_id: str | None = None) -> Response:
         arrived, started = time.time(), time.perf_counter()
         request_id = _request_id(request)
         forwarded = [(k, v) for k, v in request.headers if k not in _DROP_REQUEST]
@@ -186,6 +229,7 @@ class Front:
             self.experiment.keep(request_id, variant, False, request.path, response.status, response.body)
         self.capture.record(request_id.decode(), arrived, version, variant, request.path, response.status, request.body,
                             response.body)
+        self._audit(request, response, request_id, key_id, version, variant)
         return response
 
     def _live_version(self) -> str:
@@ -193,7 +237,7 @@ class Front:
 
     async def _send(self, request: Request, call: tuple, request_id: bytes):
         """(variant, version, answer): from whom the strategy chooses, a copy to whom it mirrors. A
-        candidate that fails (5xx, or no answer) is counted against its guardrails and the request is
+        candidate that fails (5xx, a model refusal, or no answer) is counted against its guardrails and the request is
         answered by the live version instead; an unreachable live upstream is retried on the table's
         current live version, which may have changed meanwhile (a release in progress)."""
         decision = decide(self.routes, request.headers, request.body)
@@ -207,7 +251,7 @@ class Front:
             started = time.perf_counter()
             try:
                 answer = await self._exchange(decision.answer, *call)
-                if answer.status < 500:
+                if not answer.failed:
                     return "candidate", decision.answer.version, answer
             except (UpstreamUnavailable, UpstreamTimeout, ConnectionError):
                 pass
@@ -239,16 +283,16 @@ class Front:
             role, variant, call, request_id = await self.mirrors.get()
             path = call[1].split(b"?")[0].decode("latin-1")
             started = time.perf_counter()
-            body = b""
+            body, failed = b"", True
             try:
                 answer = await self._exchange(variant, *call, timeout=MIRROR_TIMEOUT)
-                status, body = answer.status, answer.body
+                status, body, failed = answer.status, answer.body, answer.failed
             except (UpstreamUnavailable, UpstreamTimeout, ConnectionError):
                 status = 502
             except Exception:  # noqa: BLE001 - a copy must never take the worker down
                 status = 500
             seconds = time.perf_counter() - started
-            self.experiment.tally.add(role, seconds, status >= 500, mirrored=True)
+            self.experiment.tally.add(role, seconds, failed, mirrored=True)
             self.experiment.keep(request_id, role, True, path, status, body)
             self.metrics.observe(variant.version, role, endpoint_label(path), status, seconds)
 
@@ -378,8 +422,8 @@ class Front:
             if payload.get("event"):
                 self.experiment.record(**payload["event"])
             return 200, self.status()
-        if (method, what) == ("PUT", "capture"):
-            return 200, self.set_capture(payload.get("fraction", 1.0), payload.get("retention"))
+        if (method, what) == ("PUT", "settings"):
+            return 200, self.configure(**{k: payload[k] for k in ("capture", "auth", "audit") if k in payload})
         if (method, what) == ("GET", "experiment"):
             return 200, self.experiment.report(self.routes)
         if (method, what) == ("POST", "promote"):
@@ -406,3 +450,5 @@ class Front:
         for pool in self.pools.values():
             pool.close()
         self.capture.close()
+        if self.audit is not None:
+            self.audit.close()

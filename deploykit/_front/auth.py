@@ -44,6 +44,7 @@ ROUTES: dict[str, frozenset] = {
     "/info": frozenset({"admin"}),
     "/": frozenset({"admin"}),
     "/docs.json": frozenset({"admin"}),
+    "/outcomes": frozenset({"admin"}),  # ground truth joined to the captured predictions
 }
 ADMIN_PREFIX = "/_deploykit/"
 REASONS = ("missing", "invalid", "revoked", "expired", "scope")

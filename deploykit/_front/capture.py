@@ -69,25 +69,6 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-SETTINGS = "capture.json"  # the fraction and retention deploy() last gave; read by the front when it starts
-
-
-def read_settings(state_dir: str | Path) -> dict:
-    try:
-        return json.loads((Path(state_dir) / SETTINGS).read_text())
-    except (OSError, ValueError):
-        return {"fraction": 1.0, "retention": None}
-
-
-def write_settings(state_dir: str | Path, fraction: float, retention: Any = None) -> dict:
-    settings = {"fraction": float(fraction), "retention": retention}
-    path = Path(state_dir) / SETTINGS
-    scratch = path.with_name(path.name + ".new")
-    scratch.write_text(json.dumps(settings))
-    scratch.replace(path)
-    return settings
-
-
 def database(state_dir: str | Path) -> Path:
     return Path(state_dir) / FILENAME
 

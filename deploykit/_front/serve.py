@@ -1,6 +1,7 @@
 """Run the front of one deployment::
 
     python -I -m deploykit._front.serve --name churn --state-dir DIR --port 8080 [--host 0.0.0.0] [--supervise]
+        [--audit-key KEY.pem]
 
 The admin token comes from the environment (``DEPLOYKIT_ADMIN_TOKEN``), never the command line, which
 other users of the machine can read. With ``--supervise`` (the local target) the front also starts
@@ -27,7 +28,7 @@ def _log(message: str) -> None:
 
 async def run(options: argparse.Namespace, token: str) -> int:
     supervisor = Supervisor(options.state_dir) if options.supervise else None
-    front = Front(options.name, options.state_dir, token, supervisor)
+    front = Front(options.name, options.state_dir, token, supervisor, audit_key=options.audit_key)
     if supervisor is not None:
         supervisor.front = front
     server = Server(front.handle, max_body=front.max_body, log=_log)
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--supervise", action="store_true")
+    parser.add_argument("--audit-key", help="the Ed25519 key that signs the audit log's checkpoints (outside --state-dir)")
     options = parser.parse_args(argv)
     token = os.environ.pop("DEPLOYKIT_ADMIN_TOKEN", "")
     if not token:

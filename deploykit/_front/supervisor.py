@@ -6,6 +6,11 @@ outlive the Python process that deployed them. A version that dies while it has 
 again, at most :data:`MAX_RESTARTS` times in :data:`RESTART_WINDOW` seconds (like Docker's
 ``on-failure`` policy); a version still being checked is not, so a broken release fails fast. Children
 get ``PR_SET_PDEATHSIG``: if the front itself is killed, they end with it instead of holding ports.
+
+BentoML starts each worker in a session of its own, so a worker outlives a server that is killed (a
+crash, or the SIGKILL after a stop's grace period) and keeps its memory and the listening socket. The
+front is therefore a child subreaper: such orphans become its children, and :func:`reap_orphans` ends
+them before a version is started again on the same port.
 """
 
 from __future__ import annotations
@@ -35,6 +40,44 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+def _become_subreaper() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+    except OSError:
+        pass
+
+
+def _children_of(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == parent:
+            found.append(int(entry))
+    return found
+
+
+def reap_orphans(known: set[int]) -> list[int]:
+    """End and reap this process's children that are not version servers (``known``): workers whose
+    server died. Returns their pids."""
+    ended = []
+    for pid in _children_of(os.getpid()):
+        if pid in known:
+            continue
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError, PermissionError):
+            continue
+        ended.append(pid)
+    return ended
 
 
 class Child:
@@ -106,6 +149,13 @@ class Supervisor:
         self.front = front
         self.children: dict[str, Child] = {}
         self.shutdown = asyncio.Event()
+        _become_subreaper()
+
+    def reap(self) -> None:
+        """End the workers of version servers that died (see the module's docstring)."""
+        known = {child.popen.pid for child in self.children.values() if child.popen is not None and child.poll() is None}
+        for pid in reap_orphans(known):
+            print(f"deploykit front: ended worker {pid}, left behind by a version server that exited", flush=True)
 
     def describe(self) -> dict:
         return {instance: child.describe() for instance, child in self.children.items()}
@@ -122,6 +172,7 @@ class Supervisor:
             if child is None:
                 return 404, {"error": f"no instance {what[len('versions/'):]} runs here", "details": []}
             await child.stop(float(payload.get("timeout", 15)))
+            self.reap()
             return 200, child.describe()
         if (method, what) == ("POST", "shutdown"):
             asyncio.get_running_loop().call_soon(self.shutdown.set)
@@ -145,6 +196,8 @@ class Supervisor:
         while not self.shutdown.is_set():
             await asyncio.sleep(WATCH_SECONDS)
             now = time.monotonic()
+            if any(child.poll() is not None for child in self.children.values()):
+                self.reap()  # a server died: end its workers before a restart (they would hold its port)
             for child in list(self.children.values()):
                 if child.stopping or not child.routed or child.poll() is None:
                     continue
@@ -161,6 +214,9 @@ class Supervisor:
         child = self.children.pop(instance, None)
         if child is not None:
             await child.stop()
+            self.reap()
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(child.stop() for child in self.children.values()))
+        self.children.clear()
+        self.reap()

@@ -31,6 +31,12 @@ class Answer:
     def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         self.status, self.headers, self.body = status, headers, body
 
+    @property
+    def failed(self) -> bool:
+        """A server error, or the model refusing a row the schema accepted (``x-deploykit-refusal``): for a
+        candidate beside a live version, a failure of the candidate rather than of the request."""
+        return self.status >= 500 or (self.status == 422 and any(n == b"x-deploykit-refusal" for n, _ in self.headers))
+
 
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: at most one request in flight."""

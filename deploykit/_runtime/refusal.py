@@ -6,6 +6,10 @@ value too large for dtype('float32')". If the model still answers the package's 
 fault lies in the request: the first failing row is found by bisection, its culprit column by putting
 the sample's value back one column at a time, and the answer is a 422 naming both. If the sample rows
 fail too, the service is at fault and the error stays a 500.
+
+Such a 422 carries ``x-deploykit-refusal: model``: the client is told its row is out of the model's
+reach, and a front running a candidate beside a live version counts it as the candidate's failure
+(the live version may well answer that row) and lets the live version answer instead.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from .errors import InputError, clip
 from .explain import Stopped
 
 Columns = dict[str, list]
+REFUSAL_HEADER = "x-deploykit-refusal"
 
 
 def _rows(columns: Columns) -> int:
@@ -64,7 +69,8 @@ def refusal(call, columns: Columns, sample: Columns, error: Exception) -> InputE
     problem = (f"the model cannot compute an answer from {where} ({why}), although it fits the input schema; "
                "send values within the range the model was trained on")
     text = f"row {row}" + (f", column {culprit!r}" if culprit else "") + f": {problem}"
-    return InputError(text, details=[{"row": row, "column": culprit, "problem": problem}], status=422)
+    return InputError(text, details=[{"row": row, "column": culprit, "problem": problem}], status=422,
+                      headers={REFUSAL_HEADER: "model"})
 
 
 def checked(call, sample: Callable[[], Columns]):

@@ -82,6 +82,7 @@ def _editing(name: str):
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(scratch, path)
+        _paths.share(path)  # a Docker front's user owns the folder: it must read the new file
 
 
 def _scopes(scopes) -> builtins.list:
@@ -102,7 +103,7 @@ def _limits(rate: float | None, burst: int | None, explain_rows: int | None) -> 
 
 
 def create(name: str, scopes="predict", *, expires: str | None = None, rate: float | None = None,
-           burst: int | None = None, explain_rows: int | None = None) -> NewKey:
+           burst: int | None = None, explain_rows: int | None = None, label: str | None = None) -> NewKey:
     """Make an API key for deployment ``name``; the token is in the result, and nowhere else.
 
     Parameters
@@ -118,6 +119,8 @@ def create(name: str, scopes="predict", *, expires: str | None = None, rate: flo
         Requests per second and burst (default 100/s, burst twice the rate); ``rate=0``: no limit.
     explain_rows : int, optional
         Rows per hour this key may send to /explain (default 10000); 0: no quota.
+    label : str, optional
+        What the key is for, shown by :func:`list`.
 
     Examples
     --------
@@ -127,7 +130,7 @@ def create(name: str, scopes="predict", *, expires: str | None = None, rate: flo
     now = _now()
     record = {"id": key_id, "sha256": auth.hash_secret(secret), "scopes": _scopes(scopes),
               "created": now.isoformat(), "expires": (now + parse_duration(expires)).isoformat() if expires else None,
-              "revoked": None, "previous": [], **_limits(rate, burst, explain_rows)}
+              "revoked": None, "previous": [], "label": label, **_limits(rate, burst, explain_rows)}
     with _editing(name) as document:
         document["keys"][key_id] = record
     _audit(name, "key_create", {"key_id": key_id, "scopes": record["scopes"], "expires": record["expires"]})
@@ -194,14 +197,39 @@ def list(name: str):  # noqa: A001 - deploykit.keys.list reads as what it does
     path = _paths.deployment_dir(name) / auth.KEYS_FILE
     records = json.loads(path.read_text())["keys"].values() if path.exists() else []
     now = _now().timestamp()
-    rows = [{"id": r["id"], "scopes": ",".join(r["scopes"]), "status": _status(r, now), "created": r["created"],
+    rows = [{"id": r["id"], "label": r.get("label"), "scopes": ",".join(r["scopes"]), "status": _status(r, now),
+             "created": r["created"],
              "expires": r.get("expires"), "revoked": r.get("revoked"),
              "old_secret_until": max((p["until"] for p in r.get("previous", [])), default=None),
              "rate": f"{r['rate']['per_second']:g}/s burst {r['rate']['burst']}" if r.get("rate") else "unlimited",
              "explain_rows": f"{r['explain_rows']['rows']}/h" if r.get("explain_rows") else "unlimited"}
             for r in records]
-    return pd.DataFrame(rows, columns=["id", "scopes", "status", "created", "expires", "revoked", "old_secret_until",
-                                       "rate", "explain_rows"])
+    return pd.DataFrame(rows, columns=["id", "label", "scopes", "status", "created", "expires", "revoked",
+                                       "old_secret_until", "rate", "explain_rows"])
+
+
+CLIENT_TOKEN = "client.token"
+
+
+def client_token(name: str, *, make: bool = False) -> str | None:
+    """The token this machine's own clients of ``name`` send (``Deployment.predict``, the panel, the CLI).
+
+    Made with ``make=True`` when a deployment first needs keys (``deploy(auth=True)``, or a host beyond
+    this machine): every scope, no rate limit, labelled as this machine's; kept, 0600, in the deployment's
+    folder. None when there is none: the deployment does not ask for keys. Revoke it like any key.
+    """
+    path = _paths.deployment_dir(name) / CLIENT_TOKEN
+    try:
+        return path.read_text().strip() or None
+    except FileNotFoundError:
+        if not make:
+            return None
+    new = create(name, scopes=builtins.list(auth.SCOPES), rate=0, explain_rows=0,
+                 label="this machine's own client (deploykit.Deployment, panel, CLI)")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(new.token + "\n")
+    return new.token
 
 
 def trusted():

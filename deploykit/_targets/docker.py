@@ -31,6 +31,7 @@ from .local import free_port, port_in_use
 
 FRONT_PORT = 8080
 FRONT_STATE = "/var/lib/deploykit"
+FRONT_AUDIT_KEY = "/run/deploykit/audit.key"  # outside the state folder, read-only
 FRONT_UID = 10001  # the image's user (see deploykit._docker.build.UID)
 FRONT_START_TIMEOUT = 30.0
 
@@ -138,10 +139,11 @@ class DockerTarget:
         user = _share(folder)
         image = front_image(base_image=options.get("base_image"), on_line=lambda line: None, verbose=False)
         token = new_token()
+        key = _front_audit_key(name, user)
         container = docker_client().containers.run(
             image,
             ["python", "-m", "deploykit_front.serve", "--name", name, "--state-dir", FRONT_STATE,
-             "--host", "0.0.0.0", "--port", str(FRONT_PORT)],
+             "--host", "0.0.0.0", "--port", str(FRONT_PORT), "--audit-key", FRONT_AUDIT_KEY],
             name=f"deploykit-{name}-front",
             detach=True,
             init=True,
@@ -150,7 +152,7 @@ class DockerTarget:
             ports={f"{FRONT_PORT}/tcp": (host, port or free_port())},
             restart_policy={"Name": "unless-stopped"},
             environment={"DEPLOYKIT_ADMIN_TOKEN": token},
-            volumes={str(folder): {"bind": FRONT_STATE, "mode": "rw"}},
+            volumes={str(folder): {"bind": FRONT_STATE, "mode": "rw"}, str(key): {"bind": FRONT_AUDIT_KEY, "mode": "ro"}},
             labels=_labels(name, "front", host=host),
             **{**run_options(role="front"), "user": user},  # read-only, no capabilities; writes only its folder
         )
@@ -253,6 +255,20 @@ def _front_client(container) -> FrontClient:
     url = f"http://{shown}:{_host_port(container, FRONT_PORT)}"
     return FrontClient(name, url, _env(container).get("DEPLOYKIT_ADMIN_TOKEN", ""), target="docker",
                        details={"container": container})
+
+
+def _front_audit_key(name: str, user: str):
+    """A copy of this machine's audit key the front container's user can read (mounted read-only, outside the
+    deployment's folder): it signs the audit log's checkpoints there too."""
+    from .._security.audit import audit_key_path
+
+    source = audit_key_path()
+    copy = source.with_name(f"front-{name}.key")
+    copy.write_bytes(source.read_bytes())
+    uid, gid = (int(part) for part in user.split(":"))
+    os.chown(copy, uid, gid) if os.getuid() == 0 else None
+    os.chmod(copy, 0o400)
+    return copy
 
 
 def _share(folder) -> str:

@@ -28,6 +28,7 @@ from typing import Any, Iterator
 from .. import _paths
 from .._logs import follow_file
 from ..exceptions import ConfigError, DeploymentError
+from .._security.audit import audit_key_path
 from .base import Running
 from .front import FrontClient, new_token
 
@@ -140,7 +141,7 @@ class LocalTarget:
         token = new_token()
         log_path = folder / "logs" / "front.log"
         command = [sys.executable, "-I", "-m", "deploykit._front.serve", "--name", name, "--state-dir", str(folder),
-                   "--host", host, "--port", str(port), "--supervise"]
+                   "--host", host, "--port", str(port), "--supervise", "--audit-key", str(audit_key_path())]
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      start_new_session=True,  # not in the notebook's process group: it outlives it
