@@ -31,7 +31,7 @@ def execute(args: argparse.Namespace, names: Names) -> Any:
 
 def deploy_kwargs(args: argparse.Namespace, names: Names) -> dict:
     """Keyword arguments for :func:`deploykit.deploy` from parsed ``deploy`` arguments."""
-    kwargs: dict[str, Any] = {"target": args.target, "name": args.name, "port": args.port}
+    kwargs: dict[str, Any] = {"target": args.target, "name": args.name, "port": args.port, "host": args.host}
     if args.base_image:
         kwargs["base_image"] = args.base_image
     for flag, (x_key, y_key) in (("train", ("X_train", "y_train")), ("test", ("X_test", "y_test"))):
@@ -54,6 +54,8 @@ def deploy_kwargs(args: argparse.Namespace, names: Names) -> dict:
         kwargs["explain"] = args.explain
     kwargs["strategy"] = args.strategy
     kwargs["capture"] = args.capture
+    if args.auth is not None:
+        kwargs["auth"] = args.auth
     for key in ("sample", "traffic", "steps", "interval", "guardrails", "sticky"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)

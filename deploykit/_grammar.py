@@ -182,6 +182,8 @@ def _deploy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test", nargs="+", metavar=("X", "Y"), help="held-out data: X [y], for the parity check, metrics and card")
     p.add_argument("--target", default="local", choices=_targets.names(), help="where to run it (default: local)")
     p.add_argument("--port", type=int, help="port to serve on (default: a free one)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface, which turns API keys on)")
     p.add_argument("--base-image", help="docker: base image (default: $DEPLOYKIT_BASE_IMAGE, config, python:X.Y-slim)")
     p.add_argument("--no-explain", dest="explain", action="store_false", help="do not serve /explain")
     p.add_argument("--sensitive", nargs="+", metavar="COLUMN", help="columns of the test data to measure fairness across (needs --test X y)")
@@ -201,6 +203,9 @@ def _deploy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sticky", metavar="FIELD", help="ab: the instance field that assigns a unit to a variant")
     p.add_argument("--capture", type=float, default=1.0, metavar="F",
                    help="the fraction of answered requests recorded for monitoring (default 1; 0 turns it off)")
+    p.add_argument("--auth", dest="auth", action="store_true", default=None,
+                   help="ask for an API key on every route but /livez and /readyz (on by default beyond localhost)")
+    p.add_argument("--no-auth", dest="auth", action="store_false", help="do not ask for API keys")
     p.add_argument("--panel", action="store_true", help="%%deploy only: open the deploy panel widget with this model and data")
     p.add_argument("--trust", action="store_true", help="CLI: load a pickle/joblib model file (loading runs its code) "
                    "or a skops file holding types skops does not trust by default")

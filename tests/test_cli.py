@@ -172,6 +172,17 @@ def test_schema_kinds_inline_or_from_a_file(tmp_path):
         deploy_kwargs(args, Files())
 
 
+def test_host_and_api_keys_on_the_command_line():
+    from deploykit._cli import Files
+    from deploykit._commands import deploy_kwargs
+
+    plain = deploy_kwargs(build_parser().parse_args(["deploy", "m.skops"]), Files())
+    assert plain["host"] == "127.0.0.1" and "auth" not in plain  # a redeploy keeps what the deployment had
+    wide = deploy_kwargs(build_parser().parse_args(["deploy", "m.skops", "--host", "0.0.0.0", "--no-auth"]), Files())
+    assert wide["host"] == "0.0.0.0" and wide["auth"] is False
+    assert deploy_kwargs(build_parser().parse_args(["deploy", "m.skops", "--auth"]), Files())["auth"] is True
+
+
 # -- init-ci ------------------------------------------------------------------------------------------
 def test_init_ci_writes_a_workflow_that_runs_the_notebook(tmp_path, monkeypatch, capsys):
     import yaml
