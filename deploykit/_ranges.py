@@ -11,6 +11,7 @@ before the model sees it, on every serving path.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -48,7 +49,9 @@ def _prober(model, frame: pd.DataFrame, column: dict, to_input: Callable, classi
         value = int(value) if column["kind"] == "integer" else value  # int(-(2**63 - 1)) is exact; floats are not
         probe[name] = pd.Series([value], index=row.index, dtype=frame[name].dtype)
         try:
-            outputs = [model.predict(to_input(probe))] + ([model.predict_proba(to_input(probe))] if classifier else [])
+            with warnings.catch_warnings(), np.errstate(all="ignore"):  # the probes overflow on purpose
+                warnings.simplefilter("ignore")
+                outputs = [model.predict(to_input(probe))] + ([model.predict_proba(to_input(probe))] if classifier else [])
         except Exception:  # noqa: BLE001 - that the model fails is the finding
             return False
         return all(np.isfinite(np.asarray(o, dtype="float64")).all() for o in outputs if _numeric(o))

@@ -339,7 +339,9 @@ class Front:
         candidate, old = self.routes.candidate, self.routes.live
         if candidate is None:
             raise ValueError("there is no candidate to promote")
-        self.set_routes(Routes(self.name, live=candidate, candidate=None, strategy={"kind": "replace"}))
+        strategy = self.routes.strategy  # kept, marked done: the report still says what the experiment was
+        self.set_routes(Routes(self.name, live=candidate, candidate=None,
+                               strategy={**strategy, "state": "promoted"} if strategy.get("kind") == "canary" else strategy))
         self.experiment.record("promote", reason, version=candidate.version, previous=old.version if old else None)
         if old is not None and old.instance != candidate.instance:
             for url in old.upstreams:

@@ -147,7 +147,6 @@ class DockerTarget:
             name=f"deploykit-{name}-front",
             detach=True,
             init=True,
-            user=user,
             network=network.name,
             ports={f"{FRONT_PORT}/tcp": (host, port or free_port())},
             restart_policy={"Name": "unless-stopped"},
