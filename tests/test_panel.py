@@ -300,8 +300,9 @@ def test_docker_target_shows_the_image_stage_and_its_build_log(panel, docker_ima
     p.deploy_button.click()
     assert p.wait(900), "the docker deploy did not finish"
     assert p.error is None, p.error_box.value
-    assert [row["name"] for row in p.stages.view()][-4:] == ["image", "start", "healthy", "live"]
-    assert all(p.stages.state(stage) == "done" for stage in ("image", "start", "healthy", "live"))
+    # a first deploy also makes the deployment's front, after the image and before the version starts
+    assert [row["name"] for row in p.stages.view()][-5:] == ["image", "front", "start", "healthy", "live"]
+    assert all(p.stages.state(stage) == "done" for stage in ("image", "front", "start", "healthy", "live"))
     assert "base image:" in p.log_view.value and "model image" in p.log_view.value
     dep = p.deployment
     assert dep.target == "docker" and dep.health()["ready"]

@@ -90,7 +90,7 @@ def test_deployed_containers_are_hardened(churn_package, churn_model, churn, bas
     X_test = churn[1].iloc[:3]
     dep = deploykit.deploy(churn_package, target="docker", name="dk-hardened", resources={"memory": "1g"}, verbose=False)
     try:
-        model, front = dep.handle.container, dep.handle.front
+        model, front = dep.handle.container, docker_engine.containers.get("deploykit-dk-hardened-front")
         for container in (model, front):
             _hardened(container)
         inspected = json.loads(subprocess.run(["docker", "inspect", model.id], capture_output=True, text=True, check=True).stdout)[0]
