@@ -56,6 +56,9 @@ def deploy_kwargs(args: argparse.Namespace, names: Names) -> dict:
     kwargs["capture"] = args.capture
     if args.auth is not None:
         kwargs["auth"] = args.auth
+    for key in ("image", "push", "context", "namespace"):  # target options: only when given
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
     for key in ("sample", "traffic", "steps", "interval", "guardrails", "sticky"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)

@@ -133,10 +133,14 @@ def deploy(
     plan = _experiments.plan(strategy, name, pkg.version, settings)
     if plan["kind"] == "ab" and plan.get("sticky"):
         plan["strip"] = plan["sticky"] not in {c["name"] for c in pkg.schema["columns"]}
-    front_settings = {"capture": capture_settings, **_auth(name, auth, host)}
-    front, version = _release.release(pkg, name=name, target=chosen, port=port, host=host, env=env,
-                                      options=target_options, steps=progress_steps, strategy=plan,
-                                      settings=front_settings)
+    if getattr(chosen, "rolls_out", False):  # the platform replaces versions itself (base.RolloutTarget)
+        _check_rollout(chosen, plan, port)
+        front, version = chosen.roll_out(pkg, name=name, options=target_options, steps=progress_steps)
+    else:
+        front_settings = {"capture": capture_settings, **_auth(name, auth, host)}
+        front, version = _release.release(pkg, name=name, target=chosen, port=port, host=host, env=env,
+                                          options=target_options, steps=progress_steps, strategy=plan,
+                                          settings=front_settings)
     if plan["kind"] != "replace":
         deployment = _experiments.live_deployment(name, chosen, front)
         record_action(name, "deploy", {"version": pkg.version, "target": chosen.name, "url": deployment.url,
@@ -177,6 +181,15 @@ def _capture(fraction: Any, retention: Any) -> dict:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return {"fraction": float(fraction), "retention": retention}
+
+
+def _check_rollout(target: Any, plan: dict, port: int | None) -> None:
+    if plan["kind"] != "replace":
+        raise ConfigError(f"strategy={plan['kind']!r} runs two versions behind deploykit's front, which "
+                          f"target={target.name!r} does not have: its platform rolls versions out itself. Deploy "
+                          "with the default strategy, or run the experiment on target='local' or 'docker'")
+    if port is not None:
+        raise ConfigError(f"port= does not apply to target={target.name!r}: its Service is the address")
 
 
 def _split_options(target: Any, given: dict) -> tuple[dict, dict]:

@@ -186,6 +186,12 @@ def _deploy_arguments(p: argparse.ArgumentParser) -> None:
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface, which turns API keys on)")
     p.add_argument("--base-image", help="docker: base image (default: $DEPLOYKIT_BASE_IMAGE, config, python:X.Y-slim)")
     p.add_argument("--no-explain", dest="explain", action="store_false", help="do not serve /explain")
+    p.add_argument("--image", metavar="REGISTRY/NAME:TAG", help="kubernetes: the image reference the cluster pulls "
+                   "(built and pushed there unless --no-push)")
+    p.add_argument("--no-push", dest="push", action="store_false", default=None,
+                   help="kubernetes: the image is in the registry already")
+    p.add_argument("--context", help="kubernetes: the kubeconfig context (default: the current one)")
+    p.add_argument("--namespace", help="kubernetes: the namespace (default: default)")
     p.add_argument("--sensitive", nargs="+", metavar="COLUMN", help="columns of the test data to measure fairness across (needs --test X y)")
     p.add_argument("--card", metavar="FIELDS", help="model card fields (intended_use, owners, limitations, ...): "
                    "a dict variable (%%deploy); a .json/.toml file (CLI)")

@@ -211,3 +211,40 @@ def test_image_references_need_a_registry_and_a_tag():
     for bad in ("churn:3", "registry.example.com/churn", "registry.example.com/churn@sha256:abc"):
         with pytest.raises(deploykit.ConfigError):
             split_reference(bad)
+
+
+# -- target="kubernetes": deploy(), deployments(), rollback and stop through the same API as any target ------
+def test_deploy_to_kubernetes_rolls_out_and_remembers_where(pkg, tmp_path, monkeypatch):
+    monkeypatch.setattr(kube_apply, "POLL_SECONDS", 0.01)
+    with FakeApiServer(rollout=("progressing", "complete")) as api:
+        config = api.kubeconfig(tmp_path / "kubeconfig")
+        dep = deploykit.deploy(pkg, target="kubernetes", name="kchurn", image=IMAGE, push=False, context="fake",
+                               namespace="ml", kubeconfig=config, ingress_host="churn.example.com", verbose=False)
+        assert (dep.target, dep.version, dep.url) == ("kubernetes", pkg.version, "http://churn.example.com")
+        patches = [r for r in api.requests if r["method"] == "PATCH"]
+        assert [r["path"].rsplit("/", 2)[-2] for r in patches] == [
+            "deployments", "services", "poddisruptionbudgets", "horizontalpodautoscalers", "ingresses"]
+        assert _container(patches[0]["body"])["image"] == IMAGE
+        # another process (a restarted kernel) finds it through the record and the cluster's status
+        found = [d for d in deploykit.deployments() if d.name == "kchurn"]
+        assert found and found[0].target == "kubernetes" and found[0].url == dep.url
+        api.requests.clear()
+        dep.stop()
+        assert [r["path"].rsplit("/", 2)[-2] for r in api.requests if r["method"] == "DELETE"] == [
+            "ingresses", "horizontalpodautoscalers", "poddisruptionbudgets", "services", "deployments"]
+        assert "kchurn" not in [d.name for d in deploykit.deployments()]
+
+
+def test_a_failed_rollout_and_unsupported_settings_are_refused(pkg, tmp_path, monkeypatch):
+    monkeypatch.setattr(kube_apply, "POLL_SECONDS", 0.01)
+    with FakeApiServer(rollout=("progressing", "failed")) as api:
+        config = api.kubeconfig(tmp_path / "kubeconfig")
+        with pytest.raises(deploykit.DeploymentError, match="rollout of ml/kfail failed"):
+            deploykit.deploy(pkg, target="kubernetes", name="kfail", image=IMAGE, push=False, context="fake",
+                             namespace="ml", kubeconfig=config, verbose=False)
+    with pytest.raises(deploykit.ConfigError, match="needs image='REGISTRY/NAME:TAG'"):
+        deploykit.deploy(pkg, target="kubernetes", name="knoimage", verbose=False)
+    with pytest.raises(deploykit.ConfigError, match="strategy='canary' runs two versions behind deploykit's front"):
+        deploykit.deploy(pkg, target="kubernetes", name="kcanary", image=IMAGE, strategy="canary", verbose=False)
+    with pytest.raises(deploykit.ConfigError, match=r"\['namespace'\] apply to target='kubernetes'"):
+        deploykit.deploy(pkg, target="local", name="klocal", namespace="ml", verbose=False)

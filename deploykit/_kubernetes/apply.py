@@ -86,16 +86,32 @@ def apply(package: Any, *, image: str, context: str | None = None, namespace: st
         _server_side_apply(client, doc, namespace)
         applied.append(f"{doc['kind']}/{doc['metadata']['name']}")
         say(f"applied {applied[-1]} in {namespace}")
-    watch = _kserve_state if kind == "kserve" else _deployment_state
-    state = watch(client, settings.app, namespace)
-    while wait and state.state == "progressing" and time.monotonic() - started < timeout:
+    return watch(settings.app, namespace, kind=kind, client=client, timeout=timeout if wait else 0, on_line=on_line,
+                 applied=applied, started=started)
+
+
+def watch(name: str, namespace: str = "default", *, kind: str = "kubernetes", context: str | None = None,
+          kubeconfig: str | None = None, client: Any = None, timeout: float = 600, on_line=None, applied=(),
+          started: float | None = None) -> RolloutState:
+    """Read the rollout of ``name`` until it completes, fails, or ``timeout`` runs out (0: read it once).
+
+    Raises :class:`DeploymentError` when it failed; returns the last :class:`RolloutState` otherwise
+    (``state="progressing"`` when time ran out).
+    """
+    say = on_line or (lambda line: None)
+    client = client or api_client(context, kubeconfig)
+    started = time.monotonic() if started is None else started
+    app = name.replace("_", "-")
+    read = _kserve_state if kind == "kserve" else _deployment_state
+    state = read(client, app, namespace)
+    while state.state == "progressing" and time.monotonic() - started < timeout:
         time.sleep(POLL_SECONDS)
-        state = watch(client, settings.app, namespace)
+        state = read(client, app, namespace)
         say(f"rollout: {state.ready}/{state.replicas} ready, {state.updated} updated")
-    state.seconds, state.applied = time.monotonic() - started, applied
+    state.seconds, state.applied = time.monotonic() - started, list(applied)
     if state.state == "failed":
-        raise DeploymentError(f"the rollout of {namespace}/{settings.app} failed: {state.message}; "
-                              f"`kubectl -n {namespace} describe deployment {settings.app}` shows why", target="kubernetes")
+        raise DeploymentError(f"the rollout of {namespace}/{app} failed: {state.message}; "
+                              f"`kubectl -n {namespace} describe deployment {app}` shows why", target="kubernetes")
     return state
 
 

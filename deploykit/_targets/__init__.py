@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "local": "deploykit._targets.local:LocalTarget",
     "docker": "deploykit._targets.docker:DockerTarget",
+    "kubernetes": "deploykit._targets.kubernetes:KubernetesTarget",
 }
 _LOADED: dict[str, Target] = {}
 

@@ -88,3 +88,19 @@ class Target(Protocol):
 
     def running(self, name: str | None = None) -> list[Running]:
         """Deployments running on this target (all of them, or ``name``)."""
+
+
+class RolloutTarget(Protocol):
+    """A platform that replaces versions itself (Kubernetes' rolling update): ``rolls_out = True``.
+
+    It has no front of deploykit's and skips the release steps: :func:`deploykit.deploy` calls
+    :meth:`roll_out` instead, which returns the deployment's address and the version it serves, or raises
+    with the platform still serving the previous version. It shares ``name``, ``options``, ``stages``,
+    ``description``, :meth:`check`, :meth:`front`, :meth:`tidy`, :meth:`remove` and :meth:`running` with
+    :class:`Target`; strategies other than ``replace`` need a front and are refused on it.
+    """
+
+    rolls_out: ClassVar[bool]
+
+    def roll_out(self, pkg: Any, *, name: str, options: dict, steps: Any) -> tuple[Any, Version]:
+        """Release ``pkg`` as deployment ``name``; (its address, with ``.url``; the version it serves)."""
