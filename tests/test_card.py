@@ -337,8 +337,8 @@ BLOCKING = {
                             "intended_use.human_oversight", "risks.limitations", "risks.risks"},
     "us-bank-mrm": {"intended_use.primary_uses", "model_details.owners", "data.provenance", "risks.limitations",
                     "review.validated_by"},
-    "hipaa": {"data.deidentification", "intended_use.primary_uses", "model_details.owners",
-              "deployment.access_control", "deployment.logging"},
+    # deployment.logging: met by the card's built-in record-keeping facts (tests/test_card_operations.py)
+    "hipaa": {"data.deidentification", "intended_use.primary_uses", "model_details.owners", "deployment.access_control"},
 }
 
 
