@@ -134,9 +134,12 @@ def _show_explanation(args, explanation) -> None:
 
 def _show_card(args, card) -> None:
     if args.name == "approve" and args.approve_name:
+        from ._card._approvals import signer
+
         decision = card.approvals[-1]
         print(f"recorded: {decision['decision']} by {decision['reviewer']} ({decision['role']}) on {card.name} "
-              f"v{card.version}, card sha256 {decision['card_sha256'][:12]}…; review status: {card.review['status']}")
+              f"v{card.version}, card sha256 {decision['card_sha256'][:12]}…, {signer(decision)}; review status: "
+              f"{card.review['status']}")
         return
     if args.format == "markdown":
         print(card.to_markdown(images=None))

@@ -146,7 +146,7 @@ def _approve(args, names):
     if not args.reviewer or not args.role:
         raise ArgumentError("card approve needs --reviewer 'Name <email>' and --role ROLE")
     card, _ = card_of(args.approve_name, saved=lambda name: names.package(name, args.version), version=args.version)
-    card.approve(reviewer=args.reviewer, role=args.role, decision=args.decision, notes=args.notes)
+    card.approve(reviewer=args.reviewer, role=args.role, decision=args.decision, notes=args.notes, key=args.key)
     return card
 
 

@@ -147,6 +147,8 @@ def _card_arguments(p: argparse.ArgumentParser) -> None:
     review.add_argument("--role", help="the reviewer's role, e.g. 'model validation'")
     review.add_argument("--decision", choices=DECISIONS, default="approved", help="approved (default), rejected or conditions")
     review.add_argument("--notes", help="why; required for rejected and conditions")
+    review.add_argument("--key", metavar="PATH", help="the reviewer's Ed25519 private key (PEM) that signs the decision "
+                        "(default: $DEPLOYKIT_SIGNING_KEY, else this machine's signing key)")
 
 
 def _rollback_arguments(p: argparse.ArgumentParser) -> None:

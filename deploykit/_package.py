@@ -296,10 +296,8 @@ def package(
                     model, facts, schema, test if test is not None else frame, work / "model"
                 )
         _check_parity(model, facts, schema, frame, test, work, manifest, explain, progress)
-        with progress.stage("card", "model card"):
-            _make_card(model, manifest, work, frame, y_train, test, y_test, card_plan)
-        with progress.stage("reference", "monitoring reference"):
-            _make_reference(model, facts, manifest, work, frame, test, card_plan)
+        with progress.stage("card", "model card, with the monitoring reference it describes"):
+            _make_card(model, facts, manifest, work, frame, y_train, test, y_test, card_plan)
         _write_manifest(work, manifest)
         with progress.stage("bento", "sign, then bentoml build"):
             from ._bento import build_bento
@@ -436,22 +434,23 @@ def _metrics(model, facts, test, y_test) -> dict:
     return {"accuracy": float(np.mean(predicted == truth)), "rows": len(truth)}
 
 
-def _make_reference(model, facts, manifest, work, frame, test, plan) -> None:
+def _make_reference(model, facts, manifest, work, frame, test, plan, top_features: list[str]) -> dict:
     """What monitoring compares live traffic with: the training data's distributions, the model's
-    predictions on held-out rows, its top SHAP features, and thresholds calibrated for window sizes."""
-    from ._monitor import make_reference, top_shap_features
+    predictions on held-out rows, its top SHAP features, and thresholds calibrated for window sizes.
+
+    Called by the card once its SHAP ranking is known, since the card describes the reference."""
+    from ._monitor import make_reference
     from ._monitor.report import REFERENCE_ARTIFACT
 
     source = test if test is not None else frame
-    card = json.loads((work / "model" / manifest.artifacts["card_json"].file).read_text()) \
-        if "card_json" in manifest.artifacts else None
     sensitive = list(plan["sensitive"].columns) if plan.get("sensitive") is not None else []
     reference = make_reference(
         manifest.schema, frame, predictions=model.predict(source.to_numpy() if facts.input_kind == "array" else source),
-        task=facts.task, classes=facts.classes, top_features=top_shap_features(card), sensitive_features=sensitive,
+        task=facts.task, classes=facts.classes, top_features=top_features, sensitive_features=sensitive,
         name=manifest.name, version=manifest.version,
         prediction_source="held-out predictions" if test is not None else "predictions on the training rows")
     manifest.artifacts[REFERENCE_ARTIFACT] = _json_artifact(work / "model", "monitor_reference.json", reference)
+    return reference
 
 
 def _card_plan(card, profile, sensitive_features, X_test, test, y_test) -> dict:
@@ -461,9 +460,13 @@ def _card_plan(card, profile, sensitive_features, X_test, test, y_test) -> dict:
     return plan(card, profile, sensitive_features, X_test, test, y_test)
 
 
-def _make_card(model, manifest, work, frame, y_train, test, y_test, plan) -> None:
+def _make_card(model, facts, manifest, work, frame, y_train, test, y_test, plan) -> None:
+    """The card, which makes the monitoring reference (:func:`_make_reference`) once it knows the top SHAP features."""
+    from functools import partial
+
     from ._card._attach import attach
     from ._card._build import CardInputs
 
     attach(CardInputs(model=model, manifest=manifest, model_dir=work / "model", train=frame, y_train=y_train,
-                      test=test, y_test=y_test, **plan))
+                      test=test, y_test=y_test, reference=partial(_make_reference, model, facts, manifest, work, frame,
+                                                                  test, plan), **plan))

@@ -327,13 +327,17 @@ def test_the_card_of_the_same_inputs_is_byte_identical(at_035, churn, churn_mode
     X_train, X_test, y_train, y_test = churn
     fields = plan({"decision_threshold": 0.35}, None, gender, X_test, X_test, y_test)
 
+    reference = json.loads((at_035.model_dir / "monitor_reference.json").read_text())  # what the card describes
+    asked = []
+
     def make() -> str:
         inputs = CardInputs(model=churn_model, manifest=Manifest.from_dict(at_035.manifest.to_dict()), model_dir=at_035.model_dir,
-                            train=X_train, y_train=y_train, test=X_test, y_test=y_test, **fields)
+                            train=X_train, y_train=y_train, test=X_test, y_test=y_test,
+                            reference=lambda top: asked.append(top) or reference, **fields)
         return json.dumps(build(inputs), indent=1, ensure_ascii=False)
 
     first, second = make(), make()
-    assert first == second
+    assert first == second and asked == [reference["top_features"]] * 2
     packaged = json.loads((at_035.model_dir / "card.json").read_text())
     again = json.loads(first)
     for path in TIMESTAMPED:  # the only fields allowed to differ are time stamps

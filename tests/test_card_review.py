@@ -62,6 +62,35 @@ def _copy(pkg, tmp_path) -> deploykit.Package:
     return deploykit.Package.load(target)
 
 
+def _own_key_id() -> str:
+    from deploykit._card._operations import package_signer
+
+    return package_signer()  # this machine's signing key: what signs a decision by default
+
+
+def _rewrite(package_dir: Path, number: int, **changes) -> None:
+    """Change fields of a recorded decision and sign it again with this machine's key, as a reviewer would have."""
+    stored = json.loads(_approvals.path(package_dir).read_text())
+    record = stored["approvals"][number]
+    record.update(changes)
+    record["signature"] = _approvals.sign(_approvals.payload(record))
+    _approvals.path(package_dir).write_text(json.dumps(stored))
+
+
+def _reviewer_key(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A reviewer's own Ed25519 key pair, as PEM files: (private, public)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private, public = tmp_path / f"{name}.key", tmp_path / f"{name}.pub"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
 def _with(card: dict, **fields) -> dict:
     """The envelope with some fields replaced, at their card paths."""
     from deploykit._card._fields import USER_FIELDS
@@ -192,7 +221,10 @@ def test_an_approval_is_bound_to_the_card_sha256_and_shown_in_every_format(revie
     entry = pkg.card.approve(reviewer=REVIEWER, role="model validation", decision="conditions",
                              notes="re-validate after the first quarter")
     assert entry["card_sha256"] == pkg.manifest["card"]["sha256"] == pkg.card.sha256
-    assert entry["model_sha256"] == pkg.manifest["artifacts"]["model"]["sha256"] and entry["signature"] is None
+    assert entry["model_sha256"] == pkg.manifest["artifacts"]["model"]["sha256"]
+    kid = _own_key_id()
+    assert entry["signature"]["algorithm"] == "ed25519" and entry["signature"]["key_id"] == kid
+    assert _approvals.verify(_approvals.payload(entry), entry["signature"]) == kid
     assert entry["time"].endswith("+00:00") and (entry["name"], entry["version"]) == ("card-review", reviewed.version)
     stored = json.loads((tmp_path / "package" / "approvals.json").read_text())
     assert stored["format"] == 1 and [a["reviewer"] for a in stored["approvals"]] == [REVIEWER]
@@ -200,11 +232,15 @@ def test_an_approval_is_bound_to_the_card_sha256_and_shown_in_every_format(revie
 
     card = deploykit.Package.load(tmp_path / "package").card
     assert card.review["status"] == "conditions" and card.approvals[0]["reviewer"] == REVIEWER
+    assert card.approvals[0]["key_id"] == kid and card.approvals[0]["trusted"] is True
     view = card.to_dict()
     assert view["review"]["status"] == "conditions" and view["review"]["card_sha256"] == card.sha256
+    assert view["review"]["approvals"][0]["key_id"] == kid and f"signed by {kid}" in view["review"]["summary"]
     assert view["changelog"]["approvals"][0]["decision"] == "conditions"
+    assert view["changelog"]["approvals"][0]["signed"] == f"signed by {kid}"
     mct = view["model_card_toolkit"]
     assert mct["model_details"]["documentation"].startswith("Review: conditions: conditions by Ana Ruiz")
+    assert f"signed by {kid}" in mct["model_details"]["documentation"]
     assert "Ana Ruiz" in mct["model_details"]["version"]["diff"]
     schemas = Path(deploykit.__file__).parent / "_card" / "schemas"
     jsonschema.Draft7Validator(json.loads((schemas / "model_card_toolkit.v0.0.2.schema.json").read_text())).validate(mct)
@@ -213,11 +249,15 @@ def test_an_approval_is_bound_to_the_card_sha256_and_shown_in_every_format(revie
     html = card.to_html()
     verdict = html[html.index('id="verdict"'):html.index('id="details"')]
     assert "conditions" in verdict and "Ana Ruiz" in verdict and "re-validate after the first quarter" in verdict
+    assert f"signed by {kid}" in verdict and "unsigned" not in verdict
     assert "Review of this version" in html[html.index('id="changelog"'):]
+    assert f"signed by {kid}" in html[html.index('id="changelog"'):]
     markdown = card.to_markdown()
     assert "Ana Ruiz" in markdown[markdown.index("## Verdict"):markdown.index("## Model details")]
+    assert f"signed by {kid}" in markdown[markdown.index("## Verdict"):markdown.index("## Model details")]
     assert "**conditions** by Ana Ruiz" in markdown[markdown.index("## Change log"):]
-    assert "conditions" in card._repr_html_() and "conditions>" in repr(card)
+    assert f"signed by {kid}" in markdown[markdown.index("## Change log"):]
+    assert "conditions" in card._repr_html_() and "conditions>" in repr(card) and f"signed by {kid}" in card._repr_html_()
     saved = card.save(tmp_path / "review")
     again = deploykit.ModelCard.load(saved["json"])
     assert again.review["status"] == "conditions" and again.sha256 == card.sha256
@@ -253,9 +293,7 @@ def test_deploy_is_refused_when_the_approval_came_from_the_author(reviewed, tmp_
 def test_an_approval_of_another_card_or_a_rejection_does_not_count(reviewed, tmp_path):
     pkg = _copy(reviewed, tmp_path)
     pkg.card.approve(reviewer=REVIEWER, role="model validation")
-    stored = json.loads(_approvals.path(tmp_path / "package").read_text())
-    stored["approvals"][0]["card_sha256"] = "0" * 64  # approved an earlier card
-    _approvals.path(tmp_path / "package").write_text(json.dumps(stored))
+    _rewrite(tmp_path / "package", 0, card_sha256="0" * 64)  # approved (and signed) an earlier card
     with pytest.raises(deploykit.CardValidationError, match="no reviewer other than the author"):
         deploykit.deploy(deploykit.Package.load(tmp_path / "package"), profile="us-bank-mrm", verbose=False)
     card = deploykit.Package.load(tmp_path / "package").card
@@ -266,14 +304,86 @@ def test_an_approval_of_another_card_or_a_rejection_does_not_count(reviewed, tmp
         deploykit.deploy(deploykit.Package.load(tmp_path / "package"), profile="us-bank-mrm", verbose=False)
 
 
-def test_a_signed_record_is_not_trusted_until_signing_is_wired_in(reviewed, tmp_path):
+@pytest.mark.parametrize("edit", ["decision", "card", "forged", "key"])
+def test_an_edited_or_forged_decision_is_refused_naming_it(reviewed, tmp_path, edit):
+    pkg = _copy(reviewed, tmp_path)
+    pkg.card.approve(reviewer="Bo Lee <bo.lee@bank.example>", role="compliance", decision="rejected", notes="no challenger")
+    pkg.card.approve(reviewer=REVIEWER, role="model validation")
+    stored = json.loads(_approvals.path(tmp_path / "package").read_text())
+    record = stored["approvals"][0]
+    if edit == "decision":
+        record["decision"] = "approved"  # the rejection turned into an approval by hand
+    elif edit == "card":
+        record["card_sha256"] = "f" * 64
+    elif edit == "forged":  # a signature copied from another decision
+        record["signature"] = stored["approvals"][1]["signature"]
+    else:  # names another key than it carries
+        record["signature"] = {**record["signature"], "key_id": "0123456789abcdef"}
+    _approvals.path(tmp_path / "package").write_text(json.dumps(stored))
+    with pytest.raises(deploykit.IntegrityError) as info:
+        deploykit.Package.load(tmp_path / "package").card
+    message = str(info.value)
+    assert "decision 1 of" in message and "approvals.json" in message and "Bo Lee" in message and "refused" in message
+    assert ("changed after signing" in message) if edit != "key" else ("carries another public key" in message)
+    with pytest.raises(deploykit.IntegrityError, match="decision 1 of the review inside the card"):
+        deploykit.ModelCard({**reviewed.card.to_dict(), "review": {**reviewed.card.to_dict()["review"], "approvals": [record]}})
+
+
+def test_an_unsigned_decision_is_shown_and_does_not_count(reviewed, tmp_path):
     pkg = _copy(reviewed, tmp_path)
     pkg.card.approve(reviewer=REVIEWER, role="model validation")
     stored = json.loads(_approvals.path(tmp_path / "package").read_text())
-    stored["approvals"][0]["signature"] = {"key_id": "someone", "signature": "AAAA"}
+    stored["approvals"][0]["signature"] = None  # written around the API: not signed
     _approvals.path(tmp_path / "package").write_text(json.dumps(stored))
-    with pytest.raises(deploykit.IntegrityError, match="cannot verify signatures yet"):
-        deploykit.Package.load(tmp_path / "package").card
+    card = deploykit.Package.load(tmp_path / "package").card
+    assert card.review["status"] == "not reviewed" and card.review["unverified"][0]["reviewer"] == REVIEWER
+    assert "unsigned: not counted" in card.to_dict()["review"]["summary"]
+    html = card.to_html()
+    assert "unsigned, not counted" in html[html.index('id="verdict"'):html.index('id="details"')]
+    assert "unsigned: not counted" in card.to_markdown()
+    with pytest.raises(deploykit.CardValidationError, match="no decision on this card is signed by a key this machine trusts"):
+        deploykit.deploy(deploykit.Package.load(tmp_path / "package"), profile="eu-ai-act-high-risk", verbose=False)
+
+
+def test_a_decision_signed_by_an_untrusted_key_counts_once_the_key_is_trusted(reviewed, tmp_path):
+    from deploykit._card._attach import check_deployable
+    from deploykit._runtime.signature import key_id, raw_public_key
+
+    private, public = _reviewer_key(tmp_path, "ana")
+    kid = key_id(raw_public_key(public.read_text()))
+    pkg = _copy(reviewed, tmp_path)
+    entry = pkg.card.approve(reviewer=REVIEWER, role="model validation", key=private)
+    assert entry["signature"]["key_id"] == kid != _own_key_id()
+
+    card = deploykit.Package.load(tmp_path / "package").card
+    assert card.approvals[0]["key_id"] == kid and card.approvals[0]["trusted"] is False
+    assert card.review["status"] == "not reviewed"
+    shown = f"signed by {kid} (a key this machine does not trust)"
+    assert shown in card.to_dict()["review"]["summary"] and shown in card.to_html() and shown in card.to_markdown()
+    with pytest.raises(deploykit.CardValidationError, match=f"signed by {kid} \\(a key this machine does not trust\\)") as info:
+        check_deployable(deploykit.Package.load(tmp_path / "package"), "us-bank-mrm")
+    assert "deploykit keys trust" in info.value.findings[0].fix
+
+    assert deploykit.keys.trust(public, name="Ana Ruiz") == kid
+    try:
+        card = deploykit.Package.load(tmp_path / "package").card
+        assert card.review["status"] == "approved" and card.approvals[0]["trusted"] is True
+        assert f"approved by {REVIEWER} (model validation) on {entry['time'][:10]}, signed by {kid}" in card.to_dict()["review"]["summary"]
+        check_deployable(deploykit.Package.load(tmp_path / "package"), "us-bank-mrm")  # the deploy gate now passes
+    finally:
+        deploykit.keys.untrust(kid)
+    assert deploykit.Package.load(tmp_path / "package").card.review["status"] == "not reviewed"
+
+
+def test_an_approval_is_an_action_in_the_audit_trail(reviewed, tmp_path):
+    from deploykit._security.audit import frame
+
+    pkg = _copy(reviewed, tmp_path)
+    entry = pkg.card.approve(reviewer=REVIEWER, role="model validation")
+    actions = frame("card-review")
+    last = actions[actions["action"] == "approve"].iloc[-1]
+    assert last["what"] == {"version": pkg.version, "card_sha256": pkg.card.sha256, "reviewer": REVIEWER,
+                            "role": "model validation", "decision": "approved", "signed_by": entry["signature"]["key_id"]}
 
 
 @pytest.mark.serve
@@ -290,15 +400,17 @@ def test_deploy_with_another_reviewers_approval_succeeds(reviewed, tmp_path):
 
 
 # -- front ends -------------------------------------------------------------------------------------------
-def test_cli_and_magic_record_decisions(reviewed, capsys):
+def test_cli_and_magic_record_decisions(reviewed, capsys, tmp_path):
     from IPython.core.interactiveshell import InteractiveShell
 
     from deploykit._cli import main
+    from deploykit._runtime.signature import key_id, raw_public_key
 
     assert main(["card", "approve", "card-review", "--version", reviewed.version, "--reviewer", REVIEWER,
                  "--role", "model validation", "--decision", "approved"]) == 0
     out = capsys.readouterr().out
     assert f"recorded: approved by {REVIEWER} (model validation) on card-review v{reviewed.version}" in out
+    assert f"signed by {_own_key_id()}; review status: approved" in out
     assert main(["card", "approve", "card-review", "--reviewer", AUTHOR, "--role", "developer"]) == 1
     assert "is the author" in capsys.readouterr().err
     assert main(["card", "card-review"]) == 0  # showing a card still works
@@ -306,8 +418,14 @@ def test_cli_and_magic_record_decisions(reviewed, capsys):
 
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "deploykit")
-    result = shell.run_cell("%deploy card approve card-review --reviewer 'Bo Lee <bo.lee@bank.example>' --role compliance "
-                            "--decision conditions --notes 'quarterly re-check'")
-    assert result.success and isinstance(result.result, deploykit.ModelCard)
-    assert [a["reviewer"] for a in deploykit.Package.load("card-review").card.approvals][-1] == "Bo Lee <bo.lee@bank.example>"
-    assert deploykit.Package.load("card-review").card.review["status"] == "conditions"
+    private, public = _reviewer_key(tmp_path, "bo")
+    deploykit.keys.trust(public, name="Bo Lee")
+    try:
+        result = shell.run_cell(f"%deploy card approve card-review --reviewer 'Bo Lee <bo.lee@bank.example>' --role compliance "
+                                f"--decision conditions --notes 'quarterly re-check' --key {private}")
+        assert result.success and isinstance(result.result, deploykit.ModelCard)
+        last = deploykit.Package.load("card-review").card.approvals[-1]
+        assert last["reviewer"] == "Bo Lee <bo.lee@bank.example>" and last["signature"]["key_id"] == last["key_id"] != _own_key_id()
+        assert deploykit.Package.load("card-review").card.review["status"] == "conditions"
+    finally:
+        deploykit.keys.untrust(key_id(raw_public_key(public.read_text())))

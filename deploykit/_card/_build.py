@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,9 @@ class CardInputs:
     positive: Any = None  # resolved by decision_settings(): the positive class of a binary classifier
     threshold: float | None = None  # the card's decision threshold, None for the model's own predict
     favourable: Any = None
+    # Makes the package's monitoring reference from the model's top SHAP features (package() passes it):
+    # called once the card's SHAP ranking is known, so the one card render can describe the reference.
+    reference: Callable[[list[str]], dict] | None = None
 
     def model_input(self, frame: pd.DataFrame):
         return frame.to_numpy() if self.manifest.get("input_kind") == "array" else frame
@@ -75,7 +78,7 @@ def build(inputs: CardInputs) -> dict:
     card["risks"] = {"limitations": user.get("limitations", []), "risks": user.get("risks", []),
                      "tradeoffs": user.get("tradeoffs", [])}
     card["risks"]["hints"] = hints(card, m)
-    card["deployment"] = _deployment(m, user)
+    card["deployment"] = _deployment(m, user, _reference(inputs, card))
     card["plots"] = plots
     card["changelog"] = changelog(card, m, previous)
     card["changelog"]["summary"] = changelog_summary(card["changelog"])
@@ -341,8 +344,17 @@ def _explainability(inputs: CardInputs, plots: dict, label: str) -> dict:
     return section
 
 
-def _deployment(m: dict, user: dict) -> dict:
-    from ._operations import operations
+def _reference(inputs: CardInputs, card: dict) -> dict | None:
+    """The monitoring reference, made now that the card's SHAP ranking names the top features."""
+    if inputs.reference is None:
+        return None
+    from .._monitor.reference import top_shap_features
+
+    return inputs.reference(top_shap_features(card))
+
+
+def _deployment(m: dict, user: dict, reference: dict | None) -> dict:
+    from ._operations import builtin, package_signer
 
     endpoints = [("POST", "/predict", "predictions")]
     if m["task"] != "regression":
@@ -352,6 +364,7 @@ def _deployment(m: dict, user: dict) -> dict:
     endpoints += [("GET", "/schema", "JSON Schema of one instance"), ("GET", "/card", "this card (HTML)"),
                   ("GET", "/card.json", "this card (JSON)"), ("GET", "/info", "the package manifest"),
                   ("GET", "/livez", "liveness"), ("GET", "/readyz", "readiness"), ("GET", "/metrics", "Prometheus metrics")]
+    signer = package_signer()
     return {
         "bento": f"{m['service_name']}:{m['bento_version']}",
         "endpoints": [{"method": a, "path": b, "description": c} for a, b, c in endpoints],
@@ -359,14 +372,17 @@ def _deployment(m: dict, user: dict) -> dict:
         "image_note": "a container image built from this package carries this card's sha256 as a label; "
                       "its digest is recorded where the image is built",
         "serving_path": _serving_path(m),
-        "integrity": f"every artifact's sha256 is recorded and verified before loading; the model is stored as "
-                     f"{m['artifacts']['model']['format']}",
-        "monitoring_builtin": "Prometheus metrics at /metrics (request counts and latencies per endpoint); /livez and /readyz",
-        "logging_builtin": "the service's request and error log (Deployment.logs()); bad requests are answered 4xx with the row and column",
+        "integrity": f"the package is signed with Ed25519 key {signer} and verified at deploy, image build, card load and "
+                     "service start; every artifact's sha256 is recorded and verified before loading; the model is "
+                     f"stored as {m['artifacts']['model']['format']}",
+        "monitoring_builtin": "Prometheus metrics at /metrics (requests, latencies and errors per endpoint; drift and "
+                              "prediction series once monitored); /livez and /readyz",
+        "logging_builtin": "a hash-chained audit trail with signed checkpoints, the capture store, and the service's "
+                           "request and error logs (Deployment.logs()); bad requests are answered 4xx with the row and column",
         "monitoring": user.get("monitoring"),
         "logging": user.get("logging"),
         "access_control": user.get("access_control"),
-        "operations": operations(),
+        **builtin(reference, signer),
     }
 
 

@@ -30,6 +30,7 @@ def for_rendering(card: dict) -> dict:
     _fairness(card["fairness"])
     card["review"] = {"validated_by": None, "author": None, "approvals": [], **(card.get("review") or {})}
     card["changelog"].setdefault("approvals", [])
+    _operations(card["deployment"])
     for finding in card["validation"]["findings"]:
         finding.setdefault("problem", None)
     return card
@@ -51,3 +52,11 @@ def _fairness(section: dict) -> None:
                                      for k, v in analysis["differences"].items()])
         analysis.setdefault("adverse_impact", None)
         analysis.setdefault("groups_compared", sum(not g["insufficient"] for g in analysis["groups"]))
+
+
+def _operations(section: dict) -> None:
+    """Cards made before the monitoring and security sections: say so, and show no built-in facts."""
+    section.setdefault("monitoring_plan", {"available": False, "reason": "this card was made before deploykit described "
+                                           "its monitoring plan from the package's reference"})
+    for key in ("post_market", "record_keeping", "access", "signing"):
+        section.setdefault(key, None)

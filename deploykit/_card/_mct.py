@@ -148,5 +148,26 @@ def _considerations(card: dict) -> dict:
         "ethical_considerations": [
             {k: v for k, v in {"name": r["name"], "mitigation_strategy": r["mitigation"]}.items() if v}
             for r in risks["risks"]
-        ],
+        ] + _operational_risks(card.get("deployment") or {}),
     }
+
+
+def _operational_risks(deployment: dict) -> list[dict]:
+    """MCT has no monitoring or logging section: deploykit's built-in measures go in as risks with their mitigation."""
+    risks = []
+    plan = deployment.get("monitoring_plan") or {}
+    if plan.get("available"):
+        risks.append({"name": "the inputs or predictions drift away from the training data in service",
+                      "mitigation_strategy": f"monitoring plan ({plan['meets']}): {plan['verdict_rule']}; "
+                                             f"{plan['thresholds_rule']}"})
+    record, access, integrity = (deployment.get(k) for k in ("record_keeping", "access", "signing"))
+    if record and access and integrity:
+        log = record["audit_log"]
+        risks.append({"name": "a prediction or a deploy action cannot be traced afterwards, or the service is called or "
+                              "changed by someone not entitled to",
+                      "mitigation_strategy": f"record-keeping ({record['meets']}): {log['chain']}; signed checkpoints "
+                                             f"every {log['checkpoints']['every_records']} records or "
+                                             f"{log['checkpoints']['every_seconds']:g} s; {log['verify']}. Access: "
+                                             f"{access['default']}. Integrity: package signed with Ed25519 key "
+                                             f"{integrity['signed_by']}, verified at {', '.join(integrity['verified_at'])}"})
+    return risks

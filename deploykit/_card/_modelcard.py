@@ -26,7 +26,8 @@ def _with_review(data: dict, approvals: list[dict], sha256: str) -> dict:
     review = _approvals.standing(approvals, sha256, author)
     view["review"] = {**view.get("review", {}), "approvals": approvals, "card_sha256": sha256,
                       "status": review["status"], "summary": _approvals.summary(review)}
-    view["changelog"]["approvals"] = [{k: a.get(k) for k in ("reviewer", "role", "decision", "time", "notes", "card_sha256")}
+    view["changelog"]["approvals"] = [{**{k: a.get(k) for k in ("reviewer", "role", "decision", "time", "notes", "card_sha256",
+                                                                "key_id")}, "signed": _approvals.signer(a)}
                                       for a in approvals]
     view["model_card_toolkit"] = to_mct(view)
     return view
@@ -72,7 +73,9 @@ class ModelCard:
         self._data = data
         review = data.get("review") or {}
         self._sha256 = sha256 or review.get("card_sha256")
-        self._approvals = list(approvals if approvals is not None else review.get("approvals") or [])
+        if approvals is None:  # decisions saved inside a card's JSON: their signatures are checked here too
+            approvals = _approvals.check(copy.deepcopy(review.get("approvals") or []), f"the review inside the card of {self.name} v{self.version}")
+        self._approvals = list(approvals)
         self._package_dir = Path(package_dir) if package_dir is not None else None
 
     @classmethod
@@ -197,11 +200,13 @@ class ModelCard:
         return [f for f in self.validate(profile) if f.severity == ERROR]
 
     # -- review ---------------------------------------------------------------------------------------
-    def approve(self, *, reviewer: str, role: str, decision: str = "approved", notes: str | None = None) -> dict:
-        """Record a reviewer's decision on this card, bound to its sha256 and the time.
+    def approve(self, *, reviewer: str, role: str, decision: str = "approved", notes: str | None = None,
+                key: str | Path | None = None) -> dict:
+        """Record a reviewer's decision on this card, bound to its sha256 and the time, signed with their key.
 
         The decision is kept beside the package (``approvals.json``), not in the card, whose sha256 the
-        package manifest records. Under the ``eu-ai-act-high-risk`` and ``us-bank-mrm`` profiles,
+        package manifest records, and is added to the name's audit trail. A decision edited after it was
+        signed is refused when the card is read (:class:`~deploykit.IntegrityError`). Under the ``eu-ai-act-high-risk`` and ``us-bank-mrm`` profiles,
         :func:`deploykit.deploy` needs an approval of the card being deployed.
 
         Parameters
@@ -215,17 +220,22 @@ class ModelCard:
             ``"conditions"`` approves subject to the conditions written in ``notes``.
         notes : str, optional
             Why; required for ``"rejected"`` and ``"conditions"``.
+        key : str or Path, optional
+            The reviewer's Ed25519 private key (PEM) that signs the decision. Default:
+            ``$DEPLOYKIT_SIGNING_KEY``, else this machine's signing key (made on first use). Whoever deploys
+            must trust its public key (``deploykit keys trust``) for the decision to count.
 
         Returns
         -------
         dict
-            The recorded decision: reviewer, role, decision, notes, card and model sha256, time, signature.
+            The recorded decision: reviewer, role, decision, notes, card and model sha256, time, and
+            ``signature`` (``{"algorithm": "ed25519", "key_id", "public_key", "value"}``).
 
         Raises
         ------
         ConfigError
             For an unknown decision, a missing reviewer or role, missing notes, the author as reviewer,
-            or a card that was not loaded from a package.
+            a key that is not an Ed25519 private key, or a card that was not loaded from a package.
 
         Examples
         --------
@@ -238,7 +248,8 @@ class ModelCard:
             raise ConfigError(f"this card of {self.name} v{self.version} was not loaded from a package, so there is no "
                               "package to record the decision beside; use Package.load(...).card.approve(...) or "
                               f"`deploykit card approve {self.name} ...`")
-        entry = _approvals.record(self._package_dir, self, reviewer=reviewer, role=role, decision=decision, notes=notes)
+        entry = _approvals.record(self._package_dir, self, reviewer=reviewer, role=role, decision=decision, notes=notes,
+                                  key=key)
         self._approvals = _approvals.read(self._package_dir)
         return entry
 

@@ -113,6 +113,27 @@ def _no_small_groups(card: dict) -> str | None:
     return f"groups too small to compare: {', '.join(flagged[:6])}" if flagged else None
 
 
+def _or_builtin(field: str, section: str):
+    """A text field that deploykit's own facts (``deployment.<section>``, filled from its code) also answer.
+
+    The user's text, when given, must still say something (it is shown beside the facts).
+    """
+    def check(card: dict) -> str | None:
+        text = _get(card, field)
+        if text not in (None, "", []):
+            return _content.filled_problem(text, field)
+        facts = (card.get("deployment") or {}).get(section)
+        return None if facts and facts.get("available", True) else "not filled"
+    return check
+
+
+_BY_AUDIT = "met by deploykit's audit trail (deployment.record_keeping) when the card describes it, or by card={'logging': ...}"
+_BY_MONITOR = ("met by deploykit's monitoring plan (deployment.monitoring_plan, from the package's monitoring reference), "
+               "or by card={'monitoring': ...}")
+_LOGGED = _or_builtin("deployment.logging", "record_keeping")
+_MONITORED = _or_builtin("deployment.monitoring", "monitoring_plan")
+
+
 def _explained(card: dict) -> str | None:
     return None if card["explainability"].get("available") else "explanations are off"
 
@@ -180,8 +201,9 @@ PROFILES: dict[str, list[Rule]] = {
              "EU AI Act Art. 86"),
         Rule("data.time_range", WARNING, "the scope of the training data includes the period it covers", "EU AI Act Annex IV(2)(d)"),
         Rule("deployment.monitoring", WARNING, "a post-market monitoring plan is part of the documentation",
-             "EU AI Act Annex IV(9); Art. 72"),
-        Rule("deployment.logging", WARNING, "high-risk systems must log events automatically over their lifetime", "EU AI Act Art. 12"),
+             f"EU AI Act Annex IV(9); Art. 72 ({_BY_MONITOR})", _MONITORED),
+        Rule("deployment.logging", WARNING, "high-risk systems must log events automatically over their lifetime",
+             f"EU AI Act Art. 12 ({_BY_AUDIT})", _LOGGED),
         Rule("explainability", WARNING, "deployers must be able to interpret the system's output", "EU AI Act Art. 13(1)", _explained),
         Rule("evaluation.overlap", ERROR, "testing data must be separate from training data; overlapping rows make the "
              "accuracy reported for the system unreliable", "EU AI Act Annex IV(2)(g); Art. 10(1), 10(3)",
@@ -219,7 +241,7 @@ PROFILES: dict[str, list[Rule]] = {
              "nothing", "ECOA / Regulation B, 12 CFR 1002.6(a) (effects test)", _constant_sensitive),
         Rule("intended_use.users", WARNING, "the inventory records the model's users", _SR + " (governance and controls)"),
         Rule("deployment.monitoring", WARNING, "ongoing monitoring confirms the model performs as intended",
-             _SR + " (ongoing monitoring)"),
+             f"{_SR} (ongoing monitoring; {_BY_MONITOR})", _MONITORED),
         Rule("fairness", WARNING, "credit models are tested for disparate impact on protected classes",
              "ECOA / Regulation B, 12 CFR 1002.6(a) (effects test)", _fair),
         Rule("fairness.alerts", WARNING, "a disparity whose interval lies beyond the tolerance, or an adverse impact ratio "
@@ -237,13 +259,14 @@ PROFILES: dict[str, list[Rule]] = {
              "HIPAA Privacy Rule, 45 CFR 164.502(b), 164.514(d)"),
         Rule("model_details.owners", ERROR, "a responsible party is assigned for the system handling ePHI",
              "HIPAA Security Rule, 45 CFR 164.308(a)(2)"),
-        Rule("deployment.access_control", ERROR, "the service has no authentication of its own; describe who may call it and how "
-             "callers are authenticated", "HIPAA Security Rule, 45 CFR 164.312(a)(1), 164.312(d)"),
+        Rule("deployment.access_control", ERROR, "API keys are on only when deployed beyond localhost or with auth=True; "
+             "describe who may call the service and how callers are authenticated",
+             "HIPAA Security Rule, 45 CFR 164.312(a)(1), 164.312(d)"),
         Rule("deployment.logging", ERROR, "activity in systems that use ePHI must be recorded and examinable",
-             "HIPAA Security Rule, 45 CFR 164.312(b)"),
+             f"HIPAA Security Rule, 45 CFR 164.312(b) ({_BY_AUDIT})", _LOGGED),
         Rule("risks.risks", WARNING, "risks to ePHI belong in the risk analysis", "HIPAA Security Rule, 45 CFR 164.308(a)(1)(ii)(A)"),
         Rule("deployment.monitoring", WARNING, "information system activity is reviewed regularly",
-             "HIPAA Security Rule, 45 CFR 164.308(a)(1)(ii)(D)"),
+             f"HIPAA Security Rule, 45 CFR 164.308(a)(1)(ii)(D) ({_BY_MONITOR})", _MONITORED),
     ],
 }
 

@@ -41,6 +41,13 @@ def pct(value) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
+def test_label(name: str) -> str:
+    """A drift test's name as the monitoring plan shows it (PSI, KS, χ², null-rate change)."""
+    from .._monitor.card import LABELS
+
+    return LABELS.get(name, name)
+
+
 def label(name: str) -> str:
     return LABELS.get(name, name.replace("_", " "))
 
@@ -90,6 +97,7 @@ def balance(facts: dict | None) -> str:
 def _helpers(card: dict) -> dict:
     return {"num": num, "pct": pct, "label": label, "params": params, "observed": observed, "balance": balance,
             "term": term, "interval": interval, "signed": signed, "glossary": glossary(card),
+            "test_label": test_label,
             "tojson": lambda value: json.dumps(value, indent=2, ensure_ascii=False)}
 
 

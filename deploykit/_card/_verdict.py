@@ -64,10 +64,11 @@ def _review(card: dict) -> dict:
     review = card.get("review") or {}
     standing = _approvals.standing(review.get("approvals") or [], review.get("card_sha256") or "", review.get("author"))
     author = review.get("author") or {}
+    shown = lambda records: [{**d, "signed": _approvals.signer(d)} for d in records]  # noqa: E731
     return {"status": standing["status"], "state": _STATE[standing["status"]], "summary": _approvals.summary(standing),
-            "decisions": standing["decisions"], "author": author.get("name") or author.get("login"),
-            "validated_by": review.get("validated_by"), "stale": len(standing["stale"]),
-            "signed": standing["signed"]}
+            "decisions": shown(standing["decisions"]), "unverified": shown(standing["unverified"]),
+            "author": author.get("name") or author.get("login"), "validated_by": review.get("validated_by"),
+            "stale": len(standing["stale"]), "signed": standing["signed"]}
 
 
 def _data(card: dict) -> dict:

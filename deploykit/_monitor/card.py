@@ -7,8 +7,14 @@ what is recorded in service and what an operator does with it.
 
 from __future__ import annotations
 
+import re
+
 from .reference import CARD_SIZES
 
+ALERTS_FILE = "monitoring/alerts.yml"  # the Prometheus rules shipped in templates/, which the card lists
+SERVICE_METRICS = ("deploykit_requests_total", "deploykit_request_duration_seconds", "deploykit_capture_dropped_total")
+
+LABELS = {"psi": "PSI", "ks": "KS", "chi2": "χ²", "null_rate": "null-rate change"}
 TESTS = {
     "psi": "population stability index over the reference's decile bins (categories: one bin each, plus 'unseen')",
     "ks": "Kolmogorov-Smirnov distance between the reference's and the window's distributions",
@@ -50,30 +56,55 @@ def monitoring_section(reference: dict) -> dict:
             "prediction drift with no feature drift points at a change the features do not show (or at many small ones)",
             "performance appears once outcomes are logged: accuracy (or MAE and R²) per window, with 95% intervals",
         ],
-        "metrics": ["deploykit_drift_value", "deploykit_drift_threshold", "deploykit_drift_detected",
-                    "deploykit_drift_verdict", "deploykit_prediction_share"],
+        "metrics": _metrics(),
     }
 
 
+def _metrics() -> list[str]:
+    """The series the deployment's /metrics carries for monitoring: the monitor's own, then the front's."""
+    from .render import HELP
+
+    return [*HELP, *SERVICE_METRICS]
+
+
 def post_market_section(reference: dict, *, capture: float | None = None, retention: str | None = None) -> dict:
-    """What is recorded in service (captures, outcomes), the alerts, and the review loop."""
+    """What is recorded in service (captures, outcomes), the alerts, and the review loop.
+
+    ``capture`` and ``retention`` are what the deployment records (at packaging: deploy()'s defaults,
+    which :func:`deploykit._card._operations.capture_defaults` reads from the capture writer).
+    """
+    from .._front.capture import FILENAME
+
     sensitive = [s["name"] for s in reference.get("sensitive", [])]
     return {
         "capture": {
             "fraction": capture,
             "what": "each sampled request: request id, time, version, variant, inputs and outputs, one row per instance",
             "retention": retention,
-            "store": "an SQLite database in the deployment's state folder; export with the monitor's Parquet export",
+            "store": f"an SQLite database in the deployment's state folder ({FILENAME}); export with the monitor's "
+                     "Parquet export",
         },
         "outcomes": "known labels are joined to captured predictions by request id (Deployment.log_outcomes or POST /outcomes)",
         "performance_by_group": sensitive,
-        "alerts": [
-            {"alert": "DeployKitDrift", "when": "the drift verdict is 1 (deploykit_drift_verdict)"},
-            {"alert": "DeployKitFeatureDrift", "when": "a feature drifted (deploykit_drift_detected)"},
-            {"alert": "DeployKitCaptureDropping", "when": "captures are being dropped (deploykit_capture_dropped_total)"},
-            {"alert": "DeployKitErrors", "when": "over 5% of a endpoint's answers are 5xx"},
-            {"alert": "DeployKitSlow", "when": "an endpoint's p99 latency is over 1 s"},
-        ],
+        "alerts": alerts(),
+        "alerts_file": f"templates/{ALERTS_FILE}",
         "review": ("on a drift verdict: read the report (drifted features, unseen categories, prediction shares); "
                    "log outcomes to see whether performance fell; retrain or roll back, and record the decision"),
     }
+
+
+def alerts() -> list[dict]:
+    """The alerting rules deploykit ships (``templates/monitoring/alerts.yml``), as the card lists them."""
+    import yaml
+
+    from .._templates import read
+
+    rules = [rule for group in yaml.safe_load(read(ALERTS_FILE))["groups"] for rule in group["rules"]]
+    return [{"alert": rule["alert"], "when": _plain(rule["annotations"]["summary"]), "for": rule.get("for"),
+             "severity": rule.get("labels", {}).get("severity"), "expr": " ".join(rule["expr"].split())}
+            for rule in rules]
+
+
+def _plain(summary: str) -> str:
+    """A rule's summary without its Prometheus label templates: ``{{ $labels.name }}`` reads ``{name}``."""
+    return re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: f"{{{m.group(1)}}}", summary)

@@ -5,8 +5,9 @@ Run from the repository root:  python docs/examples/make_churn_card.py
 
 It trains the demo's churn model, packages it with the card fields a data scientist would fill (a
 decision threshold of 0.35 among them), checks the card against the EU AI Act high-risk profile, records
-an example review decision by someone other than the author, and saves every format beside this
-script. The package itself goes to a temporary DEPLOYKIT_HOME, so your own ~/.deploykit is left alone.
+an example review decision by someone other than the author, signed with that reviewer's own Ed25519
+key (its public half is saved as churn-card-reviewer.pub: `deploykit keys trust` it to count the
+decision on your machine), and saves every format beside this script. The package itself goes to a temporary DEPLOYKIT_HOME, so your own ~/.deploykit is left alone.
 The picture needs Playwright for Python and Debian's Chromium (/usr/bin/chromium); without them it is
 skipped.
 """
@@ -81,17 +82,28 @@ def main() -> None:
     }, index=X_test.index)
     pkg = deploykit.package(model, name="churn", X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test,
                             sensitive_features=sensitive, card=CARD, profile="eu-ai-act-high-risk")
-    card = pkg.card
-    card.approve(**REVIEW)
-    for finding in card.validate("eu-ai-act-high-risk"):
-        print(f"  {finding.severity}: {finding.field}: {finding.message}")
     for path in HERE.glob("churn-card*"):
         path.unlink()
+    card = pkg.card
+    card.approve(**REVIEW, key=reviewer_key(HERE / "churn-card-reviewer.pub"))
+    for finding in card.validate("eu-ai-act-high-risk"):
+        print(f"  {finding.severity}: {finding.field}: {finding.message}")
     written = card.save(HERE, stem="churn-card")
     first_page(written["html"], HERE / "churn-card-first-page.png")
     print(repr(card))
     print("wrote", ", ".join(sorted(p.name for p in HERE.glob("churn-card*"))), "in", HERE)
     return written
+
+
+def reviewer_key(public: Path) -> Path:
+    """The reviewer's own key (not the packaging machine's), trusted here; its public half saved to ``public``."""
+    from deploykit._security.signing import keys_dir, load_or_create_key, public_key, trust
+
+    private = keys_dir() / "example-reviewer.key"
+    load_or_create_key(private)
+    public.write_text(public_key(private))
+    trust(public, name="example reviewer")
+    return private
 
 
 def first_page(html: Path, png: Path) -> None:
