@@ -187,7 +187,8 @@ def _error_html(exc: BaseException) -> str:
 
 
 class DeployPanel:
-    """A deploy form with live stage progress, a log, Cancel, and a try-it form once the model is live.
+    """A deploy form with live stage progress, a log, Cancel, and a try-it form and a Monitor view once
+    the model is live.
 
     Display it as the last expression of a cell (or with ``%deploy --panel``). The form sets the name,
     target, explanations, sensitive features, model card fields and validation profile; Deploy runs
