@@ -138,8 +138,9 @@ def drift(reference: dict, frame: pd.DataFrame, *, alpha: float | None = None) -
         return {"rows": rows, "status": "insufficient data", "features": [], "prediction": None,
                 "verdict": {"drift": False, "status": "insufficient data", "reasons": [reason]}}
     def one(spec: dict) -> dict:
-        values = frame[spec["name"]] if spec["name"] in frame.columns else pd.Series(np.full(rows, np.nan))  # never captured: null
-        return feature_drift(spec, values, alpha)
+        if spec["name"] not in frame.columns:  # never captured: every row is null
+            return feature_drift(spec, pd.Series(np.full(rows, np.nan)), alpha)
+        return feature_drift(spec, frame[spec["name"]], alpha)
 
     # numpy's binning and sorting release the GIL: on a large window, features go faster two at a time
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
