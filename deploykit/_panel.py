@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from . import _targets
 from ._panel_experiment import ExperimentControls
+from ._panel_monitor import MonitorControls
 from ._templates import read, render
 
 #: The stages the panel lays out before a deploy starts, in order (a target adds its own before "start");
@@ -186,7 +187,8 @@ def _error_html(exc: BaseException) -> str:
 
 
 class DeployPanel:
-    """A deploy form with live stage progress, a log, Cancel, and a try-it form once the model is live.
+    """A deploy form with live stage progress, a log, Cancel, and a try-it form and a Monitor view once
+    the model is live.
 
     Display it as the last expression of a cell (or with ``%deploy --panel``). The form sets the name,
     target, explanations, sensitive features, model card fields and validation profile; Deploy runs
@@ -241,6 +243,7 @@ class DeployPanel:
         card_left, card_right = self._card_form(wide)
         self.experiment = ExperimentControls(w, wide, self._guarded)
         self.experiment.on_change = self._on_experiment_change
+        self.monitor = MonitorControls(w, self._guarded)
         form = w.HBox([w.VBox([self.name, self.target, self.explain, *self.experiment.fields, *card_left]),
                        w.VBox(card_right)]).add_class("dk-form")
         self.deploy_button = w.Button(description="Deploy", button_style="primary", icon="rocket").add_class("dk-deploy")
@@ -263,7 +266,7 @@ class DeployPanel:
         self.live = w.VBox([self.endpoint, self.experiment.bar,
                             w.HBox([w.VBox([self.tryit, self.predict_button]).add_class("dk-tryit-box"),
                                     w.VBox([self.prediction, self.chart]).add_class("dk-result")]),
-                            self.card_view], layout=w.Layout(display="none")).add_class("dk-live")
+                            self.monitor.box, self.card_view], layout=w.Layout(display="none")).add_class("dk-live")
         head = w.HTML(render("display/panel_head.html.j2", css=read("display/style.css") + read("display/panel.css"),
                              model=type(self.model).__name__, summary=self._data_summary())).add_class("dk-head")
         buttons = w.HBox([self.deploy_button, self.cancel_button, self.stop_button, self.status]).add_class("dk-buttons")
@@ -424,6 +427,7 @@ class DeployPanel:
     def _on_stop(self) -> None:
         if self.deployment is not None:
             self.deployment.stop()
+            self.monitor.show(self.deployment)
             self.live.layout.display = "none"
             self.stop_button.disabled = True
             self.status.value = render("display/panel_status.html.j2", state="stopped",
@@ -482,12 +486,14 @@ class DeployPanel:
         self.prediction.value, self.chart.value = "", ""
         self.card_view.value = self._card_html(dep)
         self.experiment.show(dep)
+        self.monitor.show(dep)
         self.live.layout.display = ""
         self.stop_button.disabled = False
 
     def _on_experiment_change(self, dep: Any) -> None:
         """After a promotion or a rollback from the panel: what is live now."""
         self.deployment = dep
+        self.monitor.show(dep)
         self.endpoint.value = render("display/panel_endpoint.html.j2", dep=dep)
         self.status.value = render("display/panel_status.html.j2", state="live", text=f"live · {dep.name} v{dep.version}")
 

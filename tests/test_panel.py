@@ -209,8 +209,15 @@ def test_deploy_predict_and_stop_from_the_panel(panel, churn, churn_model):
     if hasattr(p, "intended_use"):
         assert "dk-card-status" in p.card_view.value and "internal" in p.card_view.value
 
+    assert p.monitor.box.layout.display != "none"  # the Monitor view, over what the service captured
+    p.monitor.refresh_button.click()
+    assert p.error is None, p.error_box.value
+    assert p.monitor.report.name == dep.name and p.monitor.report.window["rows"] <= 2  # one /predict, one /predict_proba
+    assert 'data-verdict="insufficient"' in p.monitor.verdict.value and "dk-monitor" in p.monitor.view.value
+
     p.stop_button.click()
     assert dep.stopped and dep.health()["live"] is False and 'data-state="stopped"' in p.status.value
+    assert p.monitor.box.layout.display == "none"
 
 
 @pytest.mark.serve

@@ -25,25 +25,51 @@ PREDICTION = "(prediction)"
 
 def live_counts(spec: dict, values: pd.Series) -> tuple[np.ndarray, list]:
     """The window's counts over the reference's bins (last bin: nulls), and its unseen categories."""
+    values = pd.Series(values) if not isinstance(values, pd.Series) else values
     if spec["kind"] == "numeric":
-        numbers = pd.to_numeric(pd.Series(values), errors="coerce").astype("float64").to_numpy()
-        present = numbers[~np.isnan(numbers)]
-        counts = np.bincount(np.searchsorted(np.asarray(spec["edges"]), present, side="left"),
+        numbers = values.to_numpy() if values.dtype == "float64" else \
+            pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+        nulls = int(np.isnan(numbers).sum())
+        # NaN sorts after every edge, into the last bin: counted there, then moved to the null bin
+        counts = np.bincount(np.searchsorted(np.asarray(spec["edges"]), numbers, side="left"),
                              minlength=len(spec["edges"]) + 1)
-        return np.append(counts, len(numbers) - len(present)).astype("float64"), []
+        counts[-1] -= nulls
+        return np.append(counts, nulls).astype("float64"), []
     if spec["kind"] == "text":
-        nulls = int(pd.Series(values).isna().sum())
+        nulls = int(values.isna().sum())
         return np.asarray([len(values) - nulls, nulls], dtype="float64"), []
-    values = pd.Series(values)
-    read_as_text = spec["kind"] != "boolean" and pd.api.types.is_string_dtype(values.dtype)
-    text = values if read_as_text else as_text(values, spec["kind"] == "boolean")  # as_text is per value: slow
-    codes = pd.Categorical(text, categories=spec["categories"]).codes
-    known = np.bincount(codes[codes >= 0], minlength=len(spec["categories"]))
-    nulls = int(text.isna().sum())
-    unseen_values = text[(codes < 0) & text.notna().to_numpy()]
-    unseen = unseen_values.value_counts().head(10)
-    counts = np.concatenate([known, [len(unseen_values), nulls]]).astype("float64")
-    return counts, [{"value": str(k), "rows": int(v)} for k, v in unseen.items()]
+    labels, counts, nulls = _label_counts(values, spec["kind"] == "boolean")
+    index = {c: i for i, c in enumerate(spec["categories"])}
+    known, unseen = np.zeros(len(index)), {}
+    for label, count in zip(labels, counts):
+        if label in index:
+            known[index[label]] += count
+        else:
+            unseen[label] = unseen.get(label, 0) + int(count)
+    top = sorted(unseen.items(), key=lambda item: -item[1])[:10]
+    counts = np.concatenate([known, [sum(unseen.values()), nulls]]).astype("float64")
+    return counts, [{"value": str(k), "rows": v} for k, v in top]
+
+
+def _label_counts(values: pd.Series, boolean: bool) -> tuple[list[str], np.ndarray, int]:
+    """Each distinct value's label as the reference writes it (:func:`as_text`), its count, and the nulls.
+
+    A categorical column (as :meth:`CaptureStore.columns` reads text) is counted from its codes and only
+    its categories are converted; an object column is converted value by value, since values that hash
+    alike (1, 1.0, True) may still be different labels.
+    """
+    if values.dtype == object:
+        values = as_text(values, boolean)
+    elif not isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype("category")
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        counts = np.bincount(codes[codes >= 0], minlength=len(values.cat.categories))
+        labels = as_text(pd.Series(values.cat.categories, dtype=object), boolean).tolist()
+        return labels, counts, int((codes < 0).sum())
+    present = values.dropna()
+    counts = present.value_counts(sort=False)
+    return [str(v) for v in counts.index], counts.to_numpy(), int(len(values) - len(present))
 
 
 def feature_drift(spec: dict, values: pd.Series, alpha: float) -> dict:
@@ -112,8 +138,9 @@ def drift(reference: dict, frame: pd.DataFrame, *, alpha: float | None = None) -
         return {"rows": rows, "status": "insufficient data", "features": [], "prediction": None,
                 "verdict": {"drift": False, "status": "insufficient data", "reasons": [reason]}}
     def one(spec: dict) -> dict:
-        values = frame[spec["name"]] if spec["name"] in frame.columns else pd.Series([None] * rows, dtype=object)
-        return feature_drift(spec, values, alpha)
+        if spec["name"] not in frame.columns:  # never captured: every row is null
+            return feature_drift(spec, pd.Series(np.full(rows, np.nan)), alpha)
+        return feature_drift(spec, frame[spec["name"]], alpha)
 
     # numpy's binning and sorting release the GIL: on a large window, features go faster two at a time
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:

@@ -44,8 +44,7 @@ def metrics(y_true, y_pred, task: str, positive=None) -> list[dict]:
     """``[{"name", "value", "low", "high", "rows"}]`` for one set of outcomes."""
     if task == "regression":
         return _regression(np.asarray(y_true, dtype="float64"), np.asarray(y_pred, dtype="float64"))
-    truth = np.asarray([_label(v) for v in y_true], dtype=object)
-    predicted = np.asarray([_label(v) for v in y_pred], dtype=object)
+    truth, predicted = labels(y_true), labels(y_pred)
     out = [_rate("accuracy", int((truth == predicted).sum()), len(truth))]
     if positive is not None:
         positive = _label(positive)
@@ -53,6 +52,19 @@ def metrics(y_true, y_pred, task: str, positive=None) -> list[dict]:
         out.append(_rate("precision", int((said & real).sum()), int(said.sum())))
         out.append(_rate("recall", int((said & real).sum()), int(real.sum())))
     return out
+
+
+def labels(values) -> np.ndarray:
+    """Values as label text (:func:`deploykit._monitor.reference._label`), converting each distinct value once.
+
+    Object values are converted one by one: 1 and True hash alike but are different labels.
+    """
+    series = values if isinstance(values, pd.Series) else pd.Series(values)
+    if series.dtype == object:
+        return np.asarray([_label(v) for v in series], dtype=object)
+    codes, uniques = pd.factorize(series)
+    text = np.asarray([_label(v) for v in uniques] + [None], dtype=object)
+    return text[codes]  # code -1 (a null) picks the trailing None
 
 
 def wilson(successes: int, trials: int) -> tuple[float | None, float | None]:

@@ -26,6 +26,7 @@ from .store import CaptureStore, Window
 
 REFERENCE_FILE = "monitor_reference.json"
 PROM_FILE = "monitor.prom"
+MODEL_ENDPOINTS = ("/predict", "/predict_proba")  # a report's rows: /explain answers explain, not predict
 THRESHOLDS_CACHE = "monitor-thresholds.json"  # calibrated thresholds per (feature, window size), kept between reports
 
 
@@ -135,14 +136,16 @@ def monitor(package_dir_or_reference: Any, store: Any, window: Any = None, *, ve
     store = store if isinstance(store, CaptureStore) else CaptureStore(store)
     version = reference.get("version") if version == "reference" else version
     parsed = Window.parse(window)
-    frame = store.rows(parsed, version=version, variant=variant, outcomes=True, kinds=read_kinds(reference))
-    frame = frame[frame["endpoint"] != "/explain"] if "endpoint" in frame.columns else frame
+    kinds = read_kinds(reference)
+    frame = store.columns(parsed, list(kinds), kinds=kinds, version=version, variant=variant,
+                          endpoints=MODEL_ENDPOINTS, outcomes=True)
     window_info = {"rows": int(len(frame)),
                    "start": _iso(frame["time"].min() if len(frame) else parsed.start),
                    "end": _iso(frame["time"].max() if len(frame) else parsed.end),
                    "requested": _requested(window)}
     cache = store.path.parent / THRESHOLDS_CACHE
     stats.load_cache(cache)
+    stats.reuse(reference)
     result = _drift.drift(reference, frame, alpha=alpha)
     try:
         stats.save_cache(cache)

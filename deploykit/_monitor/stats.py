@@ -96,13 +96,46 @@ _CACHE: dict[str, dict[str, float]] = {}
 
 def calibrate(spec: dict, rows: int, alpha: float, seed: int = 0) -> dict[str, float]:
     """Each test's threshold for a window of ``rows`` rows (cached per feature and size)."""
-    text = json.dumps(spec, sort_keys=True, default=str)
-    key = hashlib.sha256(text.encode()).hexdigest()
+    key = _key(spec)
     size = calibration_size(rows)
-    entry = f"{key[:16]}:{size}:{float(alpha)!r}:{seed}:{REPLICATES}"
+    entry = _entry(key, size, alpha, seed)
     if entry not in _CACHE:
         _CACHE[entry] = _calibrate(key, spec, size, float(alpha), seed)
     return dict(_CACHE[entry])
+
+
+def reuse(reference: dict) -> int:
+    """Cache the thresholds a reference was packaged with (``reference["thresholds"]``, per window size).
+
+    :func:`make_reference` computed them with :func:`calibrate`, the same seed and replicates, so they are
+    exactly what a report at those sizes would compute; a report there then draws no bootstrap. (Sizes in
+    between or beyond are still drawn: a feature's tests are calibrated together, and PSI's threshold
+    does not follow a scaling law from 10,000 rows up: rescaled, it came out 10-40% below the bootstrap's at
+    1M rows, which would raise false alarms.) Returns how many entries it added.
+    """
+    if reference.get("replicates") != REPLICATES:
+        return 0
+    specs = {f["name"]: f for f in reference["features"]}
+    if reference.get("prediction"):
+        specs["(prediction)"] = reference["prediction"]
+    added = 0
+    for size, by_feature in (reference.get("thresholds") or {}).items():
+        for name, values in by_feature.items():
+            if name not in specs or calibration_size(int(size)) != int(size):
+                continue
+            entry = _entry(_key(specs[name]), int(size), reference["alpha"], 0)
+            if entry not in _CACHE:
+                _CACHE[entry] = {t: float("inf") if v is None else float(v) for t, v in values.items()}
+                added += 1
+    return added
+
+
+def _key(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _entry(key: str, size: int, alpha: float, seed: int) -> str:
+    return f"{key[:16]}:{size}:{float(alpha)!r}:{seed}:{REPLICATES}"
 
 
 def load_cache(path) -> None:

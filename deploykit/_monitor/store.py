@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .._front import capture
 from ..exceptions import ConfigError
 
+ADBC_BATCH_ROWS = 1 << 30
 META = ["request_id", "row", "time", "version", "variant", "endpoint", "status", "prediction", "probabilities"]
 
 
@@ -148,12 +150,81 @@ class CaptureStore:
         frame = frame.iloc[::-1].reset_index(drop=True)
         return frame.rename(columns={_alias(f): f for f in present if f not in META})
 
-    def _where(self, window: Window, version, variant, endpoint, answered) -> tuple[str, list]:
+    def columns(self, window: Any = None, names: list[str] | None = None, *, kinds: dict[str, str] | None = None,
+                version: str | None = None, variant: str | None = None, endpoints: tuple[str, ...] | None = None,
+                outcomes: bool = False) -> pd.DataFrame:
+        """Some columns of a window's answered rows, typed: what a report over a million rows reads.
+
+        Unlike :meth:`rows`, only ``seq``, ``time`` and the columns named are read (input columns, or
+        ``"prediction"``), and each is typed by ``kinds`` as it leaves SQLite: "numeric" as float64 (nulls
+        NaN), "text" as a pandas Categorical (no Python string per cell). Names never captured are left out.
+
+        Parameters
+        ----------
+        window, version, variant : as :meth:`rows`
+        names : list of str
+            The columns wanted.
+        endpoints : tuple of str, optional
+            Only rows answered by these endpoints (the report reads ``MODEL_ENDPOINTS``).
+        outcomes : bool
+            Add ``y_true`` (read as ``kinds["y_true"]``) and ``outcome_time``, joined in a second query
+            that reads the window's labelled rows only.
+
+        Examples
+        --------
+        >>> store.columns(1_000_000, ["age", "contract"], kinds={"age": "numeric", "contract": "text"}).dtypes  # doctest: +SKIP
+        seq           int64
+        time        float64
+        age         float64
+        contract   category
+        dtype: object
+        """
+        window, kinds = Window.parse(window), kinds or {}
+        present = set(self.features())
+        wanted = [n for n in dict.fromkeys(names or []) if n in present or n in META]
+        aliases = {n: n if n in META else _alias(n) for n in wanted if n != "time"}
+        terms = ["c.seq AS seq", "c.time AS time"] + [
+            _read(f"c.{n}" if n in META else "c." + capture.quote(capture.FEATURE_PREFIX + n), kinds.get(n), alias=alias)
+            for n, alias in aliases.items()]
+        where, params = self._where(window, version, variant, None, True, endpoints)
+        sql = f"SELECT {', '.join(terms)} FROM captures c{where} ORDER BY c.seq" + (
+            f" DESC LIMIT {int(window.rows)}" if window.rows else "")
+        frame = _typed(self._query(sql, params, categories=True), kinds, {a: n for n, a in aliases.items()})
+        if window.rows:
+            frame = frame.iloc[::-1].reset_index(drop=True)
+        return self._join_outcomes(frame, kinds.get("y_true"), where, params) if outcomes else frame
+
+    def _join_outcomes(self, frame: pd.DataFrame, kind: str | None, where: str, params: list) -> pd.DataFrame:
+        """Add the window's outcomes to ``frame`` (ordered by ``seq``), read by request id for labelled rows only."""
+        seq = frame["seq"].to_numpy()
+        labelled = pd.DataFrame({"seq": np.zeros(0, "int64"), "y_true": np.zeros(0), "outcome_time": np.zeros(0)})
+        if len(seq):
+            with self._sqlite() as con:
+                logged = con.execute("SELECT count(*) FROM outcomes").fetchone()[0]
+            # CROSS JOIN fixes SQLite's loop order: walk the smaller side and look the other up by its key
+            # (left to itself, the planner probes outcomes once per captured row, even when none are logged)
+            tables = "outcomes o CROSS JOIN captures c" if logged < len(seq) else "captures c CROSS JOIN outcomes o"
+            sql = (f"SELECT c.seq AS seq, {_read('o.y_true', kind, alias='y_true')}, o.time AS outcome_time "
+                   f"FROM {tables} ON c.request_id = o.request_id AND c.row = o.row{where} AND c.seq BETWEEN ? AND ?")
+            labelled = self._query(sql, [*params, int(seq[0]), int(seq[-1])], categories=True)
+        labelled = _typed(labelled, {"y_true": kind}, {})
+        at = np.searchsorted(seq, labelled["seq"].to_numpy())
+        found = at < len(seq)
+        found[found] = seq[at[found]] == labelled["seq"].to_numpy()[found]
+        at, labelled = at[found], labelled[found]
+        frame["y_true"] = _spread(labelled["y_true"], at, len(frame))
+        frame["outcome_time"] = _spread(labelled["outcome_time"].astype("float64"), at, len(frame))
+        return frame
+
+    def _where(self, window: Window, version, variant, endpoint, answered, endpoints=None) -> tuple[str, list]:
         clauses, params = [], []
         for column, value in (("version", version), ("variant", variant), ("endpoint", endpoint)):
             if value is not None:
                 clauses.append(f"c.{column} = ?")
                 params.append(str(value))
+        if endpoints is not None:
+            clauses.append(f"c.endpoint IN ({', '.join('?' * len(endpoints))})")
+            params += [str(e) for e in endpoints]
         if window.start is not None:
             clauses.append("c.time >= ?")
             params.append(float(window.start))
@@ -164,7 +235,8 @@ class CaptureStore:
             clauses.append("c.status BETWEEN 200 AND 299 AND c.raw IS NULL")
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
-    def _query(self, sql: str, params: list) -> pd.DataFrame:
+    def _query(self, sql: str, params: list, *, categories: bool = False) -> pd.DataFrame:
+        """Run a SELECT; ``categories``: strings come back as pandas categoricals (decoded once per distinct value)."""
         try:
             import adbc_driver_sqlite.dbapi as adbc
         except ImportError:
@@ -172,8 +244,11 @@ class CaptureStore:
         if adbc is not None:
             try:
                 with adbc.connect(f"file:{self.path}?mode=ro") as con, con.cursor() as cursor:
+                    # The driver types each column by the first batch it reads: one batch for the whole
+                    # result, so a column null in its first rows is not typed as integers before its numbers.
+                    cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(ADBC_BATCH_ROWS)})
                     cursor.execute(sql, tuple(params))
-                    return cursor.fetch_arrow_table().to_pandas()
+                    return cursor.fetch_arrow_table().to_pandas(strings_to_categorical=categories)
             except Exception:  # noqa: BLE001 - a type it cannot infer: the standard library reads anything
                 pass
         with self._sqlite() as con:
@@ -246,6 +321,30 @@ class CaptureStore:
             files.append(path / f"part-{i:05d}.parquet")
             pq.write_table(pa.Table.from_pandas(frame.iloc[start:start + size], preserve_index=False), files[-1])
         return files
+
+
+def _typed(frame: pd.DataFrame, kinds: dict[str, str | None], names: dict[str, str]) -> pd.DataFrame:
+    """Columns typed by kind (numeric: float64; text: categorical), renamed from their SQL aliases."""
+    frame = frame.rename(columns=names)
+    for column, kind in kinds.items():
+        if column not in frame.columns or kind is None:
+            continue
+        if kind == "numeric" and frame[column].dtype != "float64":
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        elif kind == "text" and not isinstance(frame[column].dtype, pd.CategoricalDtype):
+            frame[column] = frame[column].astype("category")
+    return frame
+
+
+def _spread(values: pd.Series, at: np.ndarray, size: int) -> Any:
+    """A column of ``size`` rows holding ``values`` at positions ``at`` and nulls elsewhere."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = np.full(size, -1, dtype=values.cat.codes.dtype)
+        codes[at] = values.cat.codes.to_numpy()
+        return pd.Categorical.from_codes(codes, dtype=values.dtype)
+    out = np.full(size, np.nan) if values.dtype == "float64" else np.full(size, None, dtype=object)
+    out[at] = values.to_numpy()
+    return out
 
 
 def _alias(feature: str) -> str:

@@ -203,10 +203,13 @@ def test_quickstart_panel_deploys_and_predicts_in_jupyterlab(lab, page):
     value = panel.locator(".dk-prediction .dk-prediction-value")
     expect(value).to_have_text(str(_expected_prediction("month-to-month", 2)), timeout=30_000)
     expect(panel.locator(".dk-prediction")).to_contain_text("P(1)")
-    expect(panel.locator(".dk-chart .dk-waterfall")).to_be_visible()
+    expect(panel.locator(".dk-chart .dk-waterfall")).to_be_visible(timeout=30_000)  # drawn once /explain answers, after the prediction
     assert panel.locator(".dk-chart .dk-wf-bar").count() >= 3
     if panel.locator(".dk-intended-use").count():
         expect(panel.locator(".dk-card-preview .dk-card-status")).to_be_visible()
+    panel.locator("button.dk-monitor-refresh").click()  # two captured rows: too few for drift
+    expect(panel.locator(".dk-monitor-verdict [data-verdict='insufficient']")).to_be_visible(timeout=30_000)
+    expect(panel.locator(".dk-monitor-report .dk-monitor")).to_contain_text("insufficient data")
     panel.screenshot(path=str(ARTIFACTS / "panel-live.png"))
 
     panel.locator("button.dk-stop").click()
