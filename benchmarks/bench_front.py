@@ -5,6 +5,8 @@
     python benchmarks/bench_front.py                  # about 3 minutes; prints a Markdown report
     python benchmarks/bench_front.py --workers 2      # versions with two server workers
     python benchmarks/bench_front.py --shadow         # the cost of a shadow on the live path (issue 10)
+    python benchmarks/bench_front.py --settings       # capture, API keys, audit through the front (11, 12)
+    python benchmarks/bench_front.py --settings --seconds 2 --rounds 1   # its smoke run, about 2.5 minutes
 
 The model is the serving benchmark's RandomForest (100 trees, 20 features; ``bench_serving_models``),
 packaged with deploykit's defaults and deployed on the local target. Each measurement alternates
@@ -19,6 +21,12 @@ shadow that is stopped (nothing listens), failing (every answer a 500) or slow (
 each alternated with the no-shadow case; and with a real second version as the shadow, which competes
 with the live one for the same two cores. Budget (issue 10): a slow, failing or stopped shadow adds at
 most 1 ms to the live p50 at c=16.
+
+``--settings`` switches one deployment's front between runs (``PUT /_deploykit/settings``) and measures
+capture on, API keys on, audit on, keys + audit, and all three, each alternated ABBA with the plain front
+(all three off): 1-row c=16 throughput, p50 and p99, c=1 p50, and the front's CPU per request. Budgets:
+capture and keys + audit each at most 10% of c=16 throughput (issues 11, 12). How: ``bench_front_settings``.
+Note that the default mode measures the front as ``deploy()`` leaves it (capture 1.0, audit on).
 """
 
 from __future__ import annotations
@@ -74,6 +82,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="ABBA rounds per measurement")
     parser.add_argument("--workers", type=int, default=1, help="server workers of the version")
     parser.add_argument("--shadow", action="store_true", help="measure a shadow's cost on the live path instead")
+    parser.add_argument("--settings", action="store_true",
+                        help="measure capture, API keys and audit through the front instead (issues 11, 12)")
     options = parser.parse_args()
     home = tempfile.mkdtemp(prefix="bench-front-")
     os.environ.update(DEPLOYKIT_HOME=f"{home}/deploykit", BENTOML_HOME=f"{home}/bentoml", BENTOML_DO_NOT_TRACK="true")
@@ -87,6 +97,9 @@ def main() -> None:
             shadow_report(dep, fitted, options)
         finally:
             dep.stop()
+        return
+    if options.settings:
+        settings_report(dep, fitted, options)
         return
     try:
         body = fitted.body("records", 1)
@@ -119,9 +132,6 @@ def report(c16: dict, c1: dict, options, compiled: bool) -> None:
     print(f"\nThe front's own CPU: {c16['front_cpu_us']:.0f} µs per request at c=16, {c1['front_cpu_us']:.0f} µs at c=1. "
           f"Each figure is the mean of {2 * options.rounds} runs of {options.seconds} s per side, ABBA order.")
 
-
-if __name__ == "__main__":
-    main()
 
 
 # -- the cost of a shadow (issue 10) ---------------------------------------------------------------------
@@ -213,3 +223,18 @@ def shadow_report(dep, fitted, options) -> None:
           f"{with_shadow - without:+.2f} ms | | (shares the 2 cores) | |")
     print(f"\n1-row /predict at c=16 for {options.seconds} s per run, {2 * options.rounds} runs per side, "
           "alternated; mean of the runs' p50.")
+
+
+# -- the cost of capture, API keys and audit (issues 11 and 12) -------------------------------------------
+def settings_report(dep, fitted, options) -> None:
+    import bench_front_settings as bench
+
+    try:
+        results = bench.measure(dep, fitted, options)
+    finally:
+        dep.stop()
+    bench.report(results, options, dep.package.manifest.serving.fast_path.get("enabled"))
+
+
+if __name__ == "__main__":
+    main()
