@@ -56,6 +56,10 @@ class Target(Protocol):
     #: its own release stages, run by :meth:`prepare` before "start" (the panel lays them out in advance)
     stages: ClassVar[tuple[str, ...]]
     description: ClassVar[str]
+    #: what it can do beyond this protocol (absent: nothing). "scale": :meth:`scale` runs N replicas of a version;
+    #: "public-port": its front's port is reachable on every interface whatever ``host`` says, so API keys are on
+    #: by default
+    capabilities: ClassVar[frozenset[str]]
 
     def check(self) -> None:
         """Raise an actionable error if this target cannot be used here (before anything is packaged)."""
@@ -82,6 +86,9 @@ class Target(Protocol):
     def tidy(self, front: FrontClient) -> None:
         """Remove what is left of versions the front stopped by itself (after a guardrail broke, or a canary
         promoted its candidate)."""
+
+    def scale(self, front: FrontClient, version: Version, replicas: int) -> None:
+        """Run ``replicas`` copies of ``version``, all of them serving once it returns (targets that "scale")."""
 
     def remove(self, name: str) -> None:
         """Stop every version and the front of deployment ``name``."""
