@@ -44,6 +44,7 @@ def test_a_name_is_spread_over_its_addresses_and_a_failed_one_skipped():
     gone = asyncio.run(resolver.refresh({NAME}))
     assert gone == {"http://10.0.1.5:3000", "http://10.0.1.7:3000"} and resolver.every(NAME) == ["http://10.0.1.9:3000"]
     assert asyncio.run(resolver.refresh(set())) == {"http://10.0.1.9:3000"} and resolver.every(NAME) == [NAME]
+    assert asyncio.run(resolver.now(NAME)) == ["http://10.0.1.9:3000"]  # no longer routed, still reachable: every replica
 
 
 def test_the_front_resolves_an_upstream_given_by_name(front):

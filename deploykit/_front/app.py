@@ -390,7 +390,7 @@ class Front:
         if self.supervisor is not None:
             await self.supervisor.stop(variant.instance)
             return
-        for address in [a for url in variant.upstreams for a in self.resolver.every(url)]:  # every replica
+        for address in [a for url in variant.upstreams for a in await self.resolver.now(url)]:  # every replica
             pool = self.pool(address)
             data = request_bytes("POST", b"/_deploykit/shutdown", [(INTERNAL_HEADER, self._token)], b"",
                                  f"{pool.host}:{pool.port}".encode())

@@ -68,6 +68,11 @@ class Resolver:
         """Every address of ``upstream`` (the upstream itself when it has none)."""
         return list(self.addresses.get(upstream) or [upstream])
 
+    async def now(self, upstream: str) -> list[str]:
+        """Every address ``upstream`` resolves to at this moment (what it was last seen to, on a lookup failure): to
+        reach every replica of a version no longer routed to, which :meth:`refresh` has forgotten."""
+        return await self._addresses(upstream) or self.every(upstream)
+
     def failed(self, address: str) -> None:
         """``address`` did not answer: skip it for a few seconds, while DNS still lists it."""
         self._down[address] = time.monotonic() + QUARANTINE_SECONDS
