@@ -282,7 +282,9 @@ def share_folder(folder) -> str:
 
 
 def ensure_image(pkg: Any, *, base_image: str | None, verbose: bool, on_line=None):
-    """The package's image, built unless the engine has one of this model's exact artifact."""
+    """The package's image, built unless the engine has one of this model's exact artifact from this package folder
+    (the same artifact packaged in another folder, another ``DEPLOYKIT_HOME`` say, may be signed by a key this machine
+    does not trust: the runtime would refuse it)."""
     import docker
 
     from .._docker.build import Image
@@ -290,7 +292,8 @@ def ensure_image(pkg: Any, *, base_image: str | None, verbose: bool, on_line=Non
     tag = f"deploykit/{pkg.name}:{pkg.version}"
     try:
         found = docker_client().images.get(tag)
-        if found.labels.get(f"{LABEL}.model.sha256") == pkg.manifest.model.sha256:
+        if (found.labels.get(f"{LABEL}.model.sha256") == pkg.manifest.model.sha256
+                and found.labels.get(f"{LABEL}.package") == str(pkg.path)):
             return Image(tag=tag, id=found.id, size=found.attrs["Size"], labels=found.labels,
                          deps_image=found.labels.get(f"{LABEL}.deps", ""), deps_reused=True, base_image="", seconds=0.0)
     except docker.errors.ImageNotFound:
