@@ -64,8 +64,18 @@ STARTUP_FAILED = "Application startup failed"
 NO_ADDRESS = "http://127.0.0.1:9"
 
 
+MAX_NAME = 40  # a service name is at most 63 characters: deploykit-NAME-v<version>-<id>
+
+
 def _network(name: str) -> str:
     return f"deploykit-{name}-swarm"
+
+
+def _check_name(name: str) -> None:
+    if len(name) > MAX_NAME:
+        raise ConfigError(f"deployment name {name!r} has {len(name)} characters; on swarm a name has at most {MAX_NAME}, "
+                          f"because a Swarm service name (deploykit-NAME-v<version>-<id>) is at most 63; "
+                          f"deploy with name= a shorter one")
 
 
 class SwarmVersion:
@@ -127,15 +137,14 @@ class SwarmVersion:
         return int(last["Status"].get("ContainerStatus", {}).get("ExitCode", -1))
 
     def logs(self, tail: int | None = 200) -> str:
-        """The replicas' log lines (each replica's last ``tail``), then why Swarm ended any of its tasks."""
-        import docker
-
-        try:
-            text = b"".join(self.service.logs(stdout=True, stderr=True, tail=tail if tail else "all")).decode(errors="replace")
-        except docker.errors.NotFound:
-            return ""
+        """The replicas' log lines (each replica's last ``tail``, the newest replica last), then why Swarm ended any of
+        its tasks. Read from each task's container, on this node: ``docker service logs`` without ``follow`` can hang
+        on Docker 20.10 once a task has ended (measured here), and the release reads the logs then."""
+        tasks = sorted(self.tasks() or [], key=lambda t: t["CreatedAt"])
+        text = "".join(_container_logs(t.get("Status", {}).get("ContainerStatus", {}).get("ContainerID"), tail)
+                       for t in tasks)
         problems = [f"swarm: task {t['ID'][:12]} {t['Status']['State']}: {t['Status']['Err']}"
-                    for t in self.tasks() or [] if t["Status"].get("Err")]
+                    for t in tasks if t["Status"].get("Err")]
         return text + "".join(f"{line}\n" for line in problems[-5:])
 
     def follow(self, tail: int = 10) -> Iterator[str]:
@@ -182,6 +191,7 @@ class SwarmTarget:
     def create_front(self, name: str, *, port: int | None, host: str, options: dict) -> FrontClient:
         import docker.types as types
 
+        _check_name(name)
         for stale in _services(name, "front"):
             _remove_services([stale])
         if port is not None and port_in_use(port, host):
@@ -396,6 +406,18 @@ def _gateway_address(container_id: str | None) -> str | None:
         return None
     found = attached.get(container_id) or {}
     return found.get("IPv4Address", "").split("/")[0] or None
+
+
+def _container_logs(container_id: str | None, tail: int | None) -> str:
+    import docker
+
+    if not container_id:
+        return ""
+    try:
+        raw = docker_client().containers.get(container_id).logs(stdout=True, stderr=True, tail=tail if tail else "all")
+    except docker.errors.NotFound:  # Swarm removed it (task history is kept longer than containers)
+        return ""
+    return raw.decode(errors="replace")
 
 
 def _wait_started(version: SwarmVersion, replicas: int) -> None:
