@@ -173,10 +173,14 @@ def test_a_canary_runs_beside_the_live_version_and_is_promoted(deployment, pair,
     assert load.failed == 0, load.errors[:3]
     share = load.versions.count(v2.version) / len(load.versions)
     assert 0.15 < share < 0.45, share
+    sent = load.ok
     with Hammer(deployment.url, rows, expected=expected) as load:
+        started = time.monotonic()
         promoted = deploykit.promote(NAME, verbose=False)
+        took = time.monotonic() - started
         load.wait_for(load.ok + 50)
     assert load.failed == 0 and load.versions[-1] == v2.version, load.errors[:3]
+    print(f"\nswarm: canary share {share:.0%} of {sent} requests, promoted in {took:.1f} s under {load.ok} more; 0 failed")
     assert promoted.version == v2.version and promoted.candidate is None
     # the front asked every replica of the old version to exit; deployments() then removes its service
     deadline = time.monotonic() + 30
