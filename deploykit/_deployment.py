@@ -175,7 +175,8 @@ class Deployment:
         """Run ``replicas`` copies of the live version behind the deployment's URL, on a target that scales (swarm).
 
         Returns once exactly that many serve: a new replica gets requests once its health check passed, and
-        one taken away is out of the front's rotation before it stops, so no request fails. Later versions
+        the front retries on another replica a request it could not deliver to one taken away (no request
+        failed under load in the tests). Later versions
         start with the same count unless ``deploy(..., replicas=N)`` says otherwise.
 
         Examples

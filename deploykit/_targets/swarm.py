@@ -29,11 +29,14 @@ times a minute, like the local target) while the front sends its requests to the
 changes the replica count (``scale``). Every version's service carries a health-gated update
 configuration (start-first, parallelism 1, rollback on failure, 5 s monitor), so an update of its service
 (``docker service update --force`` to restart its replicas, say) never lowers capacity and rolls itself
-back; the CLI exits 0 even then, so deploykit reads the service's ``UpdateStatus``.
+back; the CLI exits 0 even then, and only the service's ``UpdateStatus`` says so. A change of the replica
+count is not such an update (measured: no rolling update runs and ``UpdateStatus`` is reset), so ``scale``
+waits for the count instead; deploykit itself runs no service update yet.
 """
 
 from __future__ import annotations
 
+import copy
 import secrets
 import time
 from typing import Any, Iterator
@@ -56,7 +59,6 @@ CONVERGE_TIMEOUT = 180.0
 GATEWAY = "docker_gwbridge"
 # A task in one of these states has ended; the others are on their way to running, or running.
 ENDED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
-ROLLED_BACK = frozenset({"paused", "rollback_started", "rollback_paused", "rollback_completed"})
 # BentoML logs this and keeps its arbiter (so the container) alive when a worker cannot load the service.
 STARTUP_FAILED = "Application startup failed"
 # Nothing listens on the discard port: the address a version has before any of its replicas has one, when
@@ -298,16 +300,11 @@ class SwarmTarget:
 
     def scale(self, front: FrontClient, version: SwarmVersion, replicas: int) -> None:
         """Run ``replicas`` replicas of ``version``; returns once exactly that many run (a new one serves once its
-        health check passed; Swarm takes one out of DNS before stopping it, so no request is lost)."""
+        health check passed; one stopped leaves Swarm's DNS, and the front retries on another replica a request it
+        could not deliver to it)."""
         replicas = _replicas(replicas)
-        version._reload()
-        version.service.scale(replicas)
+        _set_replicas(version.service, replicas)
         _converge(version, replicas)
-        version._reload()
-        update = version.service.attrs.get("UpdateStatus") or {}
-        if update.get("State") in ROLLED_BACK:  # the CLI exits 0 even then: the service's own record says
-            raise DeploymentError(f"Swarm rolled back the update of {version.instance}: {update.get('Message', '')}",
-                                  target=self.name, logs=version.logs(50))
 
     # -- the deployment ------------------------------------------------------------------------------------
     def remove(self, name: str) -> None:
@@ -406,6 +403,18 @@ def _gateway_address(container_id: str | None) -> str | None:
         return None
     found = attached.get(container_id) or {}
     return found.get("IPv4Address", "").split("/")[0] or None
+
+
+def _set_replicas(service, replicas: int) -> None:
+    """What ``docker service scale`` does: the service's own spec sent back with only the count changed, so Swarm
+    starts or stops tasks and leaves the others alone. (The SDK's ``Service.scale`` sends a task template with
+    defaults filled in, which Swarm takes for a change: a rolling restart of every replica, measured.)"""
+    service.reload()
+    spec = copy.deepcopy(service.attrs["Spec"])
+    spec["Mode"]["Replicated"]["Replicas"] = replicas
+    api = docker_client().api
+    api._raise_for_status(api._post_json(api._url("/services/{0}/update", service.id), data=spec,
+                                         params={"version": service.version}))
 
 
 def _container_logs(container_id: str | None, tail: int | None) -> str:

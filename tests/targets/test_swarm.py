@@ -123,14 +123,21 @@ def _new_running(version, before: set[str]) -> bool:
     return any(t["ID"] not in before and t["Status"]["State"] == "running" for t in version.tasks() or [])
 
 
-def test_scale_to_three_and_back_loses_no_request(deployment, pair, capsys):
+def _running_ids(version) -> set[str]:
+    return {t["ID"] for t in version.tasks() or [] if t["Status"]["State"] == "running" and t["DesiredState"] == "running"}
+
+
+def test_scale_to_three_and_back_loses_no_request(deployment, pair, swarm, capsys):
     [(v1, expected), _], rows = pair
+    serving = _running_ids(deployment.handle)
     with Hammer(deployment.url, rows, expected={v1.version: expected}) as load:
         started = time.monotonic()
         assert main(["scale", NAME, "3"]) == 0
         up = time.monotonic() - started
         assert f"{NAME} v{v1.version}: 3 replicas at {deployment.url}" in capsys.readouterr().out
         assert deployment.status()["replicas"] == 3 and deployment.handle.running() == 3
+        assert serving < _running_ids(deployment.handle)  # one more replica; the serving ones were left alone
+        assert swarm.services.get(deployment.handle.instance).attrs.get("UpdateStatus") is None  # no rolling update
         assert len(_addresses(deployment, 3)) == 3
         load.wait_for(load.ok + 50)
         started = time.monotonic()
