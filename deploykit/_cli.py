@@ -167,6 +167,10 @@ def _show_exported(args, folder) -> None:
     print(f"wrote {folder}/ ({size['folder_bytes'] / 1024:.0f} KiB) and {folder}.zip ({size['zip_bytes'] / 1024:.0f} KiB)")
 
 
+def _show_scaled(args, dep) -> None:
+    print(f"{dep.name} v{dep.version}: {args.replicas} replicas at {dep.url}")
+
+
 def _show_stopped(args, dep) -> None:
     print(f"stopped {dep.name}")
 
@@ -186,7 +190,7 @@ _SHOW = {
     "monitor": _show_report,
     "list": _show_list, "status": _show_status,
     "logs": _show_logs, "predict": _show_predictions, "explain": _show_explanation, "card": _show_card,
-    "stop": _show_stopped, "run": _show_run, "init-ci": _show_path, "export": _show_exported,
+    "scale": _show_scaled, "stop": _show_stopped, "run": _show_run, "init-ci": _show_path, "export": _show_exported,
     "build": lambda args, image: print(image.tag), "base-image": lambda args, tag: print(tag),
     "manifests": lambda args, paths: print("\n".join(f"wrote {p}" for p in paths)), "batch": lambda args, r: print(repr(r)),
     "keys": lambda args, result: _security.show_keys(args, result),

@@ -34,6 +34,8 @@ def deploy_kwargs(args: argparse.Namespace, names: Names) -> dict:
     kwargs: dict[str, Any] = {"target": args.target, "name": args.name, "port": args.port, "host": args.host}
     if args.base_image:
         kwargs["base_image"] = args.base_image
+    if args.replicas is not None:
+        kwargs["replicas"] = args.replicas
     for flag, (x_key, y_key) in (("train", ("X_train", "y_train")), ("test", ("X_test", "y_test"))):
         values = getattr(args, flag) or []
         if len(values) > 2:
@@ -177,6 +179,10 @@ def _monitor(args, names):
     return _find(args.name).monitor(args.window)
 
 
+def _scale(args, names):
+    return _find(args.name).scale(args.replicas)
+
+
 def _stop(args, names):
     deployment = _find(args.name)
     deployment.stop()
@@ -257,6 +263,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Names], Any]] = {
     "promote": _promote,
     "compare": _compare,
     "monitor": _monitor,
+    "scale": _scale,
     "stop": _stop,
     "build": _build,
     "export": _export,

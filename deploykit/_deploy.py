@@ -51,10 +51,12 @@ def deploy(
     Parameters
     ----------
     model_or_package : fitted estimator or Package
-    target : {"local", "docker"}
+    target : {"local", "docker", "swarm"}
         ``"local"``: processes on this machine (``bentoml serve`` behind a front process); they outlive
         the Python process that deployed them. ``"docker"``: the image is built if needed, each version
-        runs in its own container behind a front container.
+        runs in its own container behind a front container. ``"swarm"``: each version is a Docker Swarm
+        service of ``replicas`` replicas behind a front service (``docker swarm init`` first; see
+        docs/scale-out.md); :meth:`Deployment.scale` changes the count.
     name : str, optional
         Deployment name; defaults to the package's name. Required with a model.
     port : int, optional
@@ -90,19 +92,21 @@ def deploy(
     auth : bool, optional
         Require an API key (``Authorization: Bearer dk_...``; ``deploykit keys create NAME``) on every
         endpoint but ``/livez`` and ``/readyz``. By default on whenever the deployment listens beyond
-        this machine (a ``host`` other than 127.0.0.1 or localhost); otherwise a redeploy keeps what the
+        this machine (a ``host`` other than 127.0.0.1 or localhost, or a target whose front publishes on every
+        interface, like swarm); otherwise a redeploy keeps what the
         deployment had. This notebook's :class:`Deployment` (and the CLI, the panel) gets a key of its own,
         kept in the deployment's folder, so its calls keep working.
     base_image, resources
-        Docker only: the base image (see :meth:`Package.build_image`) and limits such as
-        ``{"memory": "2g", "cpus": 1.5}``.
+        Docker and swarm only: the base image (see :meth:`Package.build_image`) and limits such as
+        ``{"memory": "2g", "cpus": 1.5}`` (per replica on swarm).
     verbose : bool
         Print each stage as it ends.
     progress : callable, optional
         Receives stage and log events (capture … parity … bento, image, front, start, healthy, live,
         retire); raising KeyboardInterrupt from it cancels, leaving any previous version serving.
     **options
-        Options of the chosen target (see each target's documentation), then those of
+        Options of the chosen target (see each target's documentation; swarm: ``replicas=N``, per version,
+        by default as many as the live version runs, else 2), then those of
         :func:`deploykit.package` (``X_train``, ``y_train``, ``X_test``, ``y_test``, ``explain``,
         ``sensitive_features``, ``card``, ``profile``). ``profile`` applies to a Package too. Either way the
         deploy is refused (:class:`~deploykit.CardValidationError`) while the card has errors under the
@@ -133,11 +137,12 @@ def deploy(
     plan = _experiments.plan(strategy, name, pkg.version, settings)
     if plan["kind"] == "ab" and plan.get("sticky"):
         plan["strip"] = plan["sticky"] not in {c["name"] for c in pkg.schema["columns"]}
-    if getattr(chosen, "rolls_out", False):  # the platform replaces versions itself (base.RolloutTarget)
+    if _targets.can(chosen, "rolls-out"):  # the platform replaces versions itself (base.RolloutTarget)
         _check_rollout(chosen, plan, port)
         front, version = chosen.roll_out(pkg, name=name, options=target_options, steps=progress_steps)
     else:
-        front_settings = {"capture": capture_settings, **_auth(name, auth, host)}
+        public = _targets.can(chosen, "public-port")  # its front answers on every interface, whatever host says
+        front_settings = {"capture": capture_settings, **_auth(name, auth, "0.0.0.0" if public else host)}
         front, version = _release.release(pkg, name=name, target=chosen, port=port, host=host, env=env,
                                           options=target_options, steps=progress_steps, strategy=plan,
                                           settings=front_settings)

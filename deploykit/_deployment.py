@@ -92,6 +92,7 @@ class Deployment:
             "parity": self.package.parity_summary() if m.parity else None,
             "card": f"{card.get('errors', 0)} errors, {card.get('warnings', 0)} warnings "
                     f"({card.get('profile') or 'internal'})" if card else None,
+            **({"replicas": self.handle.replicas} if hasattr(self.handle, "replicas") else {}),
         }
 
     @property
@@ -169,6 +170,28 @@ class Deployment:
     def follow_logs(self, tail: int = 10):
         """Yield the last ``tail`` log lines, then each new line as the service writes it, until it stops."""
         return self.handle.follow(tail)
+
+    def scale(self, replicas: int) -> Deployment:
+        """Run ``replicas`` copies of the live version behind the deployment's URL, on a target that scales (swarm).
+
+        Returns once exactly that many serve: a new replica gets requests once its health check passed, and
+        the front retries on another replica a request it could not deliver to one taken away (no request
+        failed under load in the tests). Later versions
+        start with the same count unless ``deploy(..., replicas=N)`` says otherwise.
+
+        Examples
+        --------
+        >>> dep = deploykit.deploy(pkg, target="swarm", replicas=2)   # doctest: +SKIP
+        >>> dep.scale(3).status()["replicas"]                          # doctest: +SKIP
+        3
+        """
+        target = _targets.get(self.target)
+        if not _targets.can(target, "scale"):
+            raise ConfigError(f"{self.name} runs on target {self.target!r}, which runs one copy of each version and "
+                              f"cannot scale; deploy it with target= one of {_targets.able('scale')} to run replicas")
+        target.scale(self.front, self.handle, replicas)
+        record_action(self.name, "scale", {"version": self.version, "replicas": replicas})
+        return self
 
     def stop(self) -> None:
         """Stop the deployment: every version and its front. Safe to call twice."""

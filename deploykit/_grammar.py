@@ -30,6 +30,7 @@ EXAMPLES: dict[str, tuple[list[str], list[str] | None]] = {
         ["%deploy model --name churn --train X_train y_train --test X_test y_test",
          "%deploy model --name churn --train X_train y_train --test X_test y_test --sensitive age --card fields --profile internal",
          "%deploy pkg --target docker --base-image local/python:3.11-bookworm",
+         "%deploy pkg --target swarm --replicas 3",
          "%deploy new_pkg --name churn --strategy shadow",
          "%deploy --panel model --train X_train y_train --test X_test y_test   # a form instead of deploying at once"],
     ),
@@ -52,6 +53,7 @@ EXAMPLES: dict[str, tuple[list[str], list[str] | None]] = {
     "monitor": (["deploykit monitor churn", "deploykit monitor churn --window 1h --json"],
                 ["%deploy monitor churn", "%deploy monitor churn --window 600"]),
     "compare": (["deploykit compare churn", "deploykit compare churn --json"], ["%deploy compare churn"]),
+    "scale": (["deploykit scale churn 3"], ["%deploy scale churn 3"]),
     "stop": (["deploykit stop churn"], ["%deploy stop churn"]),
     "build": (["deploykit build churn", "deploykit build churn --version 2 --tag registry.local/churn:2"],
               ["%deploy build churn", "%deploy build pkg --tag registry.local/churn:2"]),
@@ -151,6 +153,11 @@ def _card_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: $DEPLOYKIT_SIGNING_KEY, else this machine's signing key)")
 
 
+def _scale_arguments(p: argparse.ArgumentParser) -> None:
+    _name(p)
+    p.add_argument("replicas", type=int, metavar="N", help="how many replicas of the live version to run")
+
+
 def _rollback_arguments(p: argparse.ArgumentParser) -> None:
     _name(p)
     p.add_argument("--to", metavar="VERSION", help="the package version to serve (default: the release before the current one)")
@@ -187,6 +194,8 @@ def _deploy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface, which turns API keys on)")
     p.add_argument("--base-image", help="docker: base image (default: $DEPLOYKIT_BASE_IMAGE, config, python:X.Y-slim)")
+    p.add_argument("--replicas", type=int, metavar="N", help="swarm: replicas of the new version (default: as many as the "
+                   "live version runs, else 2)")
     p.add_argument("--no-explain", dest="explain", action="store_false", help="do not serve /explain")
     p.add_argument("--image", metavar="REGISTRY/NAME:TAG", help="kubernetes: the image reference the cluster pulls "
                    "(built and pushed there unless --no-push)")
@@ -322,6 +331,7 @@ _COMMANDS = [
     ("promote", "make a deployment's candidate (shadow, canary, A/B) live, health-gated", _name),
     ("compare", "compare a deployment's live version and its candidate on real traffic", _compare_arguments),
     ("monitor", "drift and live performance of what a deployment answered", _monitor_arguments),
+    ("scale", "run N replicas of a deployment's live version (on a target that scales)", _scale_arguments),
     ("stop", "stop a deployment", _name),
     ("build", "build a package's Docker image", _build_arguments),
     ("base-image", "build a Python base image from Debian packages (no registry needed)", _base_image_arguments),

@@ -65,6 +65,7 @@ def deploy_magic(shell, line: str):
         %deploy promote NAME
         %deploy compare NAME
         %deploy monitor NAME [--window 600|1h]
+        %deploy scale NAME N
         %deploy stop NAME
         %deploy build PACKAGE [--version V] [--tag TAG]
         %deploy run NOTEBOOK.ipynb [-p KEY VALUE ...] [--target local|docker] [--stop]

@@ -71,6 +71,8 @@ def test_replace_only_when_healthy(churn_package, tmp_path):
     second = deploykit.deploy(churn_package, name="rollout", verbose=False)
     assert second.url == first.url and second.predict(rows).tolist() == expected
     assert second.handle.instance != old.instance and old.exited() is not None
+    with pytest.raises(deploykit.ConfigError, match=r"cannot scale; deploy it with target= one of \['swarm'\]"):
+        second.scale(2)  # one copy per version on this target
     assert first.stopped
     with pytest.raises(deploykit.DeploymentError, match="was stopped or replaced"):
         first.predict(rows)
@@ -90,6 +92,8 @@ def test_deploy_arguments_are_checked(churn_model, churn_package):
         deploykit.deploy(churn_model, name="x")
     with pytest.raises(deploykit.ConfigError, match="apply when packaging"):
         deploykit.deploy(churn_package, X_train=1)
+    with pytest.raises(deploykit.ConfigError, match=r"\['replicas'\] apply to target='swarm'"):
+        deploykit.deploy(churn_package, replicas=3)
 
 
 def test_port_in_use_is_a_clear_error(churn_package):

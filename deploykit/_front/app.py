@@ -1,6 +1,8 @@
 """The front of one deployment: it owns the deployment's address and forwards each request to the
 version the routing table names.
 
+An upstream given by name may stand for several replicas (a Swarm service's ``tasks.<service>``): the
+front resolves it every second and spreads its requests over the addresses (:mod:`.resolve`).
 Every response carries ``x-deploykit-version`` (the version that answered), ``x-deploykit-variant``
 (``live`` or ``candidate``) and ``x-request-id``. A request whose upstream cannot be reached (a
 version being retired, a process that died) is retried on the table's current live version, so no
@@ -24,6 +26,7 @@ from .auth import Authenticator
 from .capture import CaptureWriter, parse_outcomes_body
 from .experiment import Experiment
 from .metrics import Metrics, endpoint_label
+from .resolve import REFRESH_SECONDS, Resolver
 from .routes import Routes, RoutesError, Variant
 from .server import Request, Response, error_response
 from .strategy import decide
@@ -69,8 +72,9 @@ class Front:
         self.name, self.state_dir, self.supervisor = name, state_dir, supervisor
         self._token = admin_token.encode()
         self.routes = self._load_routes()
-        self.pools: dict[str, Pool] = {}
-        self.inflight: dict[str, int] = {}
+        self.pools: dict[str, Pool] = {}  # by address: an upstream's own URL, or one of the addresses its name resolves to
+        self.inflight: dict[str, int] = {}  # by upstream, as the routing table names it (what draining waits for)
+        self.resolver = Resolver()
         self.metrics = Metrics(name)
         self.metrics.help["deploykit_mirror_dropped_total"] = "Copies for a shadow dropped because its queue was full."
         self.metrics.help["deploykit_capture_dropped_total"] = "Answered requests not captured although sampled."
@@ -101,6 +105,24 @@ class Front:
         self._tasks = [asyncio.ensure_future(self._mirror_worker()) for _ in range(MIRROR_WORKERS)]
         self._tasks.append(asyncio.ensure_future(self._control()))
         self._tasks.append(asyncio.ensure_future(self._checkpoints()))
+        self._tasks.append(asyncio.ensure_future(self._resolving()))
+
+    async def _resolving(self) -> None:
+        """Resolve the routed upstream names every second; close idle connections to addresses no longer listed."""
+        while True:
+            for address in await self.resolver.refresh(self.routes.upstreams()):
+                self._close_idle(address)
+            await asyncio.sleep(REFRESH_SECONDS)
+
+    def _close_idle(self, address: str) -> None:
+        """Close the idle connections to ``address``; its requests in flight finish on theirs."""
+        pool = self.pools.get(address)
+        if pool is None:
+            return
+        while pool.idle:
+            pool.idle.pop().close()
+        if not pool.open:
+            del self.pools[address]
 
     async def _checkpoints(self) -> None:
         """Sign the audit chain's head every minute, as well as every thousand records."""
@@ -169,9 +191,11 @@ class Front:
             await asyncio.sleep(0.02)
         drained = not self.inflight.get(url)
         if drained and url not in self.routes.upstreams():
-            pool = self.pools.pop(url, None)
-            if pool is not None:
-                pool.close()
+            for address in {url, *self.resolver.every(url)}:
+                pool = self.pools.pop(address, None)
+                if pool is not None:
+                    pool.close()
+            self.resolver.forget(url)
         return drained
 
     # -- requests --------------------------------------------------------------------------------------
@@ -368,8 +392,8 @@ class Front:
         if self.supervisor is not None:
             await self.supervisor.stop(variant.instance)
             return
-        for url in variant.upstreams:
-            pool = self.pool(url)
+        for address in [a for url in variant.upstreams for a in await self.resolver.now(url)]:  # every replica
+            pool = self.pool(address)
             data = request_bytes("POST", b"/_deploykit/shutdown", [(INTERNAL_HEADER, self._token)], b"",
                                  f"{pool.host}:{pool.port}".encode())
             try:
@@ -380,11 +404,15 @@ class Front:
     async def _exchange(self, variant: Variant, method: str, target: bytes, headers: list, body: bytes,
                         timeout: float = TIMEOUT):
         url = variant.next_upstream()
-        pool = self.pool(url)
+        address = self.resolver.pick(url)
+        pool = self.pool(address)
         data = request_bytes(method, target, headers, body, f"{pool.host}:{pool.port}".encode())
         self.inflight[url] = self.inflight.get(url, 0) + 1
         try:
             return await pool.request(data, timeout)
+        except UpstreamUnavailable:
+            self.resolver.failed(address)  # a replica going away: the retry goes to another
+            raise
         finally:
             self.inflight[url] -= 1
 
@@ -443,7 +471,8 @@ class Front:
 
     def status(self) -> dict:
         status = {"name": self.name, "pid": os.getpid(), "started": self.started, "routes": self.routes.to_dict(),
-                  "inflight": {url: n for url, n in self.inflight.items() if n}}
+                  "inflight": {url: n for url, n in self.inflight.items() if n},
+                  "addresses": dict(self.resolver.addresses)}  # the replicas each upstream name stands for now
         if self.supervisor is not None:
             status["versions"] = self.supervisor.describe()
         return status

@@ -67,8 +67,10 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self.pool.forget(self)
         if self.waiter is not None and not self.waiter.done():
-            kind = UpstreamUnavailable if not self.started else ConnectionResetError
-            self.waiter.set_exception(kind(f"the upstream closed the connection: {exc or 'EOF'}"))
+            # an answer cut off (a replica killed while it wrote it) went nowhere yet, as the front sends only whole
+            # answers: the request may go to another replica like one the upstream never answered
+            cut = " in the middle of its answer" if self.started else ""
+            self.waiter.set_exception(UpstreamUnavailable(f"the upstream closed the connection{cut}: {exc or 'EOF'}"))
 
     # -- httptools callbacks ---------------------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:

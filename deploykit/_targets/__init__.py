@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "local": "deploykit._targets.local:LocalTarget",
     "docker": "deploykit._targets.docker:DockerTarget",
+    "swarm": "deploykit._targets.swarm:SwarmTarget",
     "kubernetes": "deploykit._targets.kubernetes:KubernetesTarget",
 }
 _LOADED: dict[str, Target] = {}
@@ -45,3 +46,13 @@ def owner_of(option: str) -> str | None:
         if option in get(name).options:
             return name
     return None
+
+
+def can(target: Target, capability: str) -> bool:
+    """Whether ``target`` has ``capability`` (see :attr:`.base.Target.capabilities`)."""
+    return capability in getattr(target, "capabilities", frozenset())
+
+
+def able(capability: str) -> list[str]:
+    """The targets that have ``capability``, for messages that say where to go instead."""
+    return [name for name in REGISTRY if can(get(name), capability)]

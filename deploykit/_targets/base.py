@@ -56,6 +56,10 @@ class Target(Protocol):
     #: its own release stages, run by :meth:`prepare` before "start" (the panel lays them out in advance)
     stages: ClassVar[tuple[str, ...]]
     description: ClassVar[str]
+    #: what it can do beyond this protocol (absent: nothing). "scale": :meth:`scale` runs N replicas of a version;
+    #: "public-port": its front's port is reachable on every interface whatever ``host`` says, so API keys are on
+    #: by default; "rolls-out": the platform replaces versions itself (:class:`RolloutTarget`)
+    capabilities: ClassVar[frozenset[str]]
 
     def check(self) -> None:
         """Raise an actionable error if this target cannot be used here (before anything is packaged)."""
@@ -83,6 +87,9 @@ class Target(Protocol):
         """Remove what is left of versions the front stopped by itself (after a guardrail broke, or a canary
         promoted its candidate)."""
 
+    def scale(self, front: FrontClient, version: Version, replicas: int) -> None:
+        """Run ``replicas`` copies of ``version``, all of them serving once it returns (targets that "scale")."""
+
     def remove(self, name: str) -> None:
         """Stop every version and the front of deployment ``name``."""
 
@@ -91,7 +98,7 @@ class Target(Protocol):
 
 
 class RolloutTarget(Protocol):
-    """A platform that replaces versions itself (Kubernetes' rolling update): ``rolls_out = True``.
+    """A platform that replaces versions itself (Kubernetes' rolling update): capability ``"rolls-out"``.
 
     It has no front of deploykit's and skips the release steps: :func:`deploykit.deploy` calls
     :meth:`roll_out` instead, which returns the deployment's address and the version it serves, or raises
@@ -100,7 +107,7 @@ class RolloutTarget(Protocol):
     :class:`Target`; strategies other than ``replace`` need a front and are refused on it.
     """
 
-    rolls_out: ClassVar[bool]
+    capabilities: ClassVar[frozenset[str]]
 
     def roll_out(self, pkg: Any, *, name: str, options: dict, steps: Any) -> tuple[Any, Version]:
         """Release ``pkg`` as deployment ``name``; (its address, with ``.url``; the version it serves)."""

@@ -36,7 +36,7 @@ FRONT_UID = 10001  # the image's user (see deploykit._docker.build.UID)
 FRONT_START_TIMEOUT = 30.0
 
 
-def _labels(name: str, role: str, **extra: str) -> dict:
+def labels_for(name: str, role: str, **extra: str) -> dict:
     return {f"{LABEL}.managed": "true", f"{LABEL}.name": name, f"{LABEL}.role": role,
             **{f"{LABEL}.{k}": v for k, v in extra.items()}}
 
@@ -136,10 +136,10 @@ class DockerTarget:
         network = ensure_network(name)
         folder = _paths.deployment_dir(name)
         (folder / "routes.json").unlink(missing_ok=True)
-        user = _share(folder)
+        user = share_folder(folder)
         image = front_image(base_image=options.get("base_image"), on_line=lambda line: None, verbose=False)
         token = new_token()
-        key = _front_audit_key(name, user)
+        key = front_audit_key(name, user)
         container = docker_client().containers.run(
             image,
             ["python", "-m", "deploykit_front.serve", "--name", name, "--state-dir", FRONT_STATE,
@@ -152,7 +152,7 @@ class DockerTarget:
             restart_policy={"Name": "unless-stopped"},
             environment={"DEPLOYKIT_ADMIN_TOKEN": token},
             volumes={str(folder): {"bind": FRONT_STATE, "mode": "rw"}, str(key): {"bind": FRONT_AUDIT_KEY, "mode": "ro"}},
-            labels=_labels(name, "front", host=host),
+            labels=labels_for(name, "front", host=host),
             **{**run_options(role="front"), "user": user},  # read-only, no capabilities; writes only its folder
         )
         front = _front_client(container)
@@ -178,7 +178,7 @@ class DockerTarget:
             restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
             environment=env,
             **run_options(options.get("resources"), role="model", workers=workers),  # read-only, no capabilities, limits
-            labels=_labels(front.name, "model", version=str(pkg.version), image=image.tag, package=str(pkg.path),
+            labels=labels_for(front.name, "model", version=str(pkg.version), image=image.tag, package=str(pkg.path),
                            **{"model.sha256": pkg.manifest.model.sha256}),
         )
         return DockerVersion(container)
@@ -256,7 +256,7 @@ def _front_client(container) -> FrontClient:
                        details={"container": container})
 
 
-def _front_audit_key(name: str, user: str):
+def front_audit_key(name: str, user: str):
     """A copy of this machine's audit key the front container's user can read (mounted read-only, outside the
     deployment's folder): it signs the audit log's checkpoints there too."""
     from .._security.audit import audit_key_path
@@ -270,7 +270,7 @@ def _front_audit_key(name: str, user: str):
     return copy
 
 
-def _share(folder) -> str:
+def share_folder(folder) -> str:
     """The user the front container runs as, with the deployment's folder writable by it: this user's
     own uid where that is not root, else the image's unprivileged user, given the folder."""
     if os.getuid() != 0:
@@ -281,7 +281,9 @@ def _share(folder) -> str:
 
 
 def ensure_image(pkg: Any, *, base_image: str | None, verbose: bool, on_line=None):
-    """The package's image, built unless the engine has one of this model's exact artifact."""
+    """The package's image, built unless the engine has one of this model's exact artifact from this package folder
+    (the same artifact packaged in another folder, another ``DEPLOYKIT_HOME`` say, may be signed by a key this machine
+    does not trust: the runtime would refuse it)."""
     import docker
 
     from .._docker.build import Image
@@ -289,7 +291,8 @@ def ensure_image(pkg: Any, *, base_image: str | None, verbose: bool, on_line=Non
     tag = f"deploykit/{pkg.name}:{pkg.version}"
     try:
         found = docker_client().images.get(tag)
-        if found.labels.get(f"{LABEL}.model.sha256") == pkg.manifest.model.sha256:
+        if (found.labels.get(f"{LABEL}.model.sha256") == pkg.manifest.model.sha256
+                and found.labels.get(f"{LABEL}.package") == str(pkg.path)):
             return Image(tag=tag, id=found.id, size=found.attrs["Size"], labels=found.labels,
                          deps_image=found.labels.get(f"{LABEL}.deps", ""), deps_reused=True, base_image="", seconds=0.0)
     except docker.errors.ImageNotFound:
@@ -302,5 +305,5 @@ def ensure_network(name: str):
     existing = client.networks.list(names=[f"deploykit-{name}"])
     if existing:
         return existing[0]
-    return client.networks.create(f"deploykit-{name}", driver="bridge", labels=_labels(name, "network"))
+    return client.networks.create(f"deploykit-{name}", driver="bridge", labels=labels_for(name, "network"))
 

@@ -77,7 +77,7 @@ class KubernetesTarget:
                "kind": "kubernetes", "push": True, "ingress_host": None, "rollout_timeout": 600.0, "base_image": None}
     stages = ("image", "push", "apply", "rollout")
     description = "a Kubernetes cluster (or KServe): manifests applied with the kubernetes client, rolled out by it"
-    rolls_out = True  # the cluster replaces versions itself: deploy() calls roll_out(), not the release steps
+    capabilities = frozenset({"rolls-out"})  # the cluster replaces versions itself: deploy() calls roll_out()
 
     def check(self) -> None:
         try:
