@@ -3,7 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test clean
+# Tests run on WORKERS processes (pytest-xdist; tests/conftest.py keeps a module's tests together and
+# everything that uses the Docker engine on one worker). WORKERS=0 runs them in this process.
+WORKERS ?= 2
+
+.PHONY: setup demo test test-fast clean
 
 setup: $(VENV)/.installed
 
@@ -18,7 +22,11 @@ demo: setup
 	$(BIN)/deploykit demo
 
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# the tests that need no server, engine or browser: a couple of minutes, for the edit-test loop
+test-fast: setup
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup -m "not serve and not docker and not browser" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
