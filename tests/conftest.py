@@ -15,16 +15,6 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 collect_ignore_glob = ["notebooks/*.ipynb"]
 
 
-@pytest.hookimpl(trylast=True)  # after notebooks/conftest.py marks the Docker tutorial
-def pytest_collection_modifyitems(config, items):
-    """Groups for ``pytest -n 2 --dist loadgroup`` (CI): a module's tests stay together (its fixtures are
-    made once), and everything that uses the Docker engine runs on one worker, in order, because the
-    engine is shared and the Docker fixtures' teardown removes what appeared during the run."""
-    for item in items:
-        group = "docker" if item.get_closest_marker("docker") else str(item.path)
-        item.add_marker(pytest.mark.xdist_group(name=group))
-
-
 def require(available: bool, component: str, how: str) -> None:
     """Skip a test whose component is missing, except under CI=true, where that fails the run."""
     if available:
