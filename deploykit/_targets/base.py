@@ -11,8 +11,9 @@ module implementing :class:`Target` and one registry entry.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Protocol
+from typing import Any, Callable, ClassVar, Iterator, Protocol
 
+from ..exceptions import DeploymentError
 from .front import FrontClient
 
 
@@ -45,6 +46,20 @@ class Running:
     package: str | None  # folder of the package the live version serves, when known
     started: str | None = None
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def behind(cls, target: Any, front: FrontClient, extra: Callable[[Any], dict] | None = None) -> "Running | None":
+        """What ``front`` serves on ``target`` (its live version asked of the target), or None when the
+        front does not answer; ``extra(version)`` adds the target's own facts."""
+        try:
+            status = front.status()
+        except DeploymentError:
+            return None
+        live = (status["routes"].get("live") or {}).get("instance")
+        version = target.version(front, live) if live else None
+        return cls(name=front.name, target=target.name, front=front, live=version,
+                   package=version.package if version else None, started=version.started if version else None,
+                   extra=extra(version) if extra and version else {})
 
 
 class Target(Protocol):

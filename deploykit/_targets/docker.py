@@ -225,15 +225,8 @@ class DockerTarget:
             front = _front_client(container)
             if not front.token:
                 continue  # made by an older deploykit: redeploying replaces it
-            try:
-                status = front.status()
-            except DeploymentError:
-                continue
-            live = (status["routes"].get("live") or {}).get("instance")
-            version = self.version(front, live) if live else None
-            found.append(Running(name=front.name, target=self.name, front=front, live=version,
-                                 package=version.package if version else None,
-                                 started=version.started if version else None))
+            if (running := Running.behind(self, front)) is not None:
+                found.append(running)
         return found
 
 

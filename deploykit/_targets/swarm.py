@@ -320,17 +320,9 @@ class SwarmTarget:
     def running(self, name: str | None = None) -> list[Running]:
         found = []
         for service in _services(name, "front"):
-            front = _front_client(service)
-            try:
-                status = front.status()
-            except DeploymentError:
-                continue
-            live = (status["routes"].get("live") or {}).get("instance")
-            version = self.version(front, live) if live else None
-            found.append(Running(name=front.name, target=self.name, front=front, live=version,
-                                 package=version.package if version else None,
-                                 started=version.started if version else None,
-                                 extra={"replicas": version.replicas} if version else {}))
+            running = Running.behind(self, _front_client(service), extra=lambda version: {"replicas": version.replicas})
+            if running is not None:
+                found.append(running)
         return found
 
 
