@@ -21,8 +21,8 @@ import json
 from .._version import __version__
 
 # Deploy actions the audit trail records: every record_action(...) call in deploykit (a test reads them from the source).
-ACTIONS = ("package", "deploy", "promote", "rollback", "stop", "key_create", "key_revoke", "key_rotate", "profile",
-           "approve")
+ACTIONS = ("package", "deploy", "promote", "rollback", "stop", "scale", "key_create", "key_revoke", "key_rotate",
+           "profile", "approve")
 REQUEST_FIELDS = ("seq", "time", "request_id", "version", "variant", "key_id", "method", "path", "status",
                   "input_sha256", "output_sha256")
 # deploykit._deploy.LOOPBACK, copied: _deploy imports the card (its deploy gate); tests/test_card_operations.py keeps them equal

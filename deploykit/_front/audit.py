@@ -8,7 +8,7 @@ bytes are the line itself up to it: no re-encoding is needed to check it. Record
 * ``{"kind": "request", "seq", "time", "request_id", "version", "variant", "key_id", "method", "path",
   "status", "input_sha256", "output_sha256"}``: one per prediction request; digests, never values;
 * ``{"kind": "action", "seq", "time", "action", "who", "what"}``: package, deploy, promote, rollback,
-  stop, key_create, key_revoke, key_rotate, profile;
+  stop, scale, key_create, key_revoke, key_rotate, profile, approve;
 * ``{"kind": "checkpoint", "seq", "time", "covers", "head", "key_id", "signature"}``: an Ed25519
   signature over the hash of record ``covers`` (the one before it), written every N records or T
   seconds, with a key kept outside the log's folder. Whoever rewrites the log cannot re-sign it.
