@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .. import _paths
 from .._docker.build import PORT, build_image, front_image
@@ -131,15 +131,8 @@ class DockerTarget:
     def create_front(self, name: str, *, port: int | None, host: str, options: dict) -> FrontClient:
         for stale in _find(name, "front"):  # stopped, or made by an older deploykit without an admin API
             _remove(stale)
-        if port is not None and port_in_use(port, host):
-            raise ConfigError(f"port {port} is already in use on this host; pass another port, or port=None for a free one")
-        network = ensure_network(name)
-        folder = _paths.deployment_dir(name)
-        (folder / "routes.json").unlink(missing_ok=True)
-        user = share_folder(folder)
-        image = front_image(base_image=options.get("base_image"), on_line=lambda line: None, verbose=False)
+        network, folder, user, image, key = front_parts(name, port, host, options, ensure_network)
         token = new_token()
-        key = front_audit_key(name, user)
         container = docker_client().containers.run(
             image,
             ["python", "-m", "deploykit_front.serve", "--name", name, "--state-dir", FRONT_STATE,
@@ -247,6 +240,20 @@ def _front_client(container) -> FrontClient:
     url = f"http://{shown}:{_host_port(container, FRONT_PORT)}"
     return FrontClient(name, url, _env(container).get("DEPLOYKIT_ADMIN_TOKEN", ""), target="docker",
                        details={"container": container})
+
+
+def front_parts(name: str, port: int | None, host: str, options: dict, network: Callable[[str], Any]) -> tuple:
+    """What a new front needs on any Docker target: (its network, made by ``network(name)``; the deployment's
+    folder, emptied of an old routing table and shared with the front's user; that user; the front image;
+    the audit key's copy). Refuses a port already taken before anything is made."""
+    if port is not None and port_in_use(port, host):
+        raise ConfigError(f"port {port} is already in use on this host; pass another port, or port=None for a free one")
+    made = network(name)
+    folder = _paths.deployment_dir(name)
+    (folder / "routes.json").unlink(missing_ok=True)
+    user = share_folder(folder)
+    image = front_image(base_image=options.get("base_image"), on_line=lambda line: None, verbose=False)
+    return made, folder, user, image, front_audit_key(name, user)
 
 
 def front_audit_key(name: str, user: str):

@@ -42,16 +42,16 @@ import time
 from typing import Any, Iterator
 
 from .. import _paths
-from .._docker.build import PORT, front_image
+from .._docker.build import PORT
 from .._docker.engine import LABEL, client as docker_client
 from .._docker.hardening import run_options
 from .._logs import follow_chunks
 from ..exceptions import ConfigError, DeploymentError, DockerUnavailableError
 from .base import Running
-from .docker import (FRONT_AUDIT_KEY, FRONT_PORT, FRONT_START_TIMEOUT, FRONT_STATE, ensure_image, front_audit_key,
-                     labels_for, share_folder)
+from .docker import (FRONT_AUDIT_KEY, FRONT_PORT, FRONT_START_TIMEOUT, FRONT_STATE, ensure_image, front_parts,
+                     labels_for)
 from .front import FrontClient, new_token
-from .local import free_port, port_in_use
+from .local import free_port
 
 DEFAULT_REPLICAS = 2
 SECOND = 1_000_000_000  # the engine counts durations in nanoseconds
@@ -196,14 +196,7 @@ class SwarmTarget:
         _check_name(name)
         for stale in _services(name, "front"):
             _remove_services([stale])
-        if port is not None and port_in_use(port, host):
-            raise ConfigError(f"port {port} is already in use on this host; pass another port, or port=None for a free one")
-        network = ensure_network(name)
-        folder = _paths.deployment_dir(name)
-        (folder / "routes.json").unlink(missing_ok=True)
-        user = share_folder(folder)
-        image = front_image(base_image=options.get("base_image"), on_line=lambda line: None, verbose=False)
-        key = front_audit_key(name, user)
+        network, folder, user, image, key = front_parts(name, port, host, options, ensure_network)
         hardening = _hardened(run_options(role="front"))
         service = docker_client().services.create(
             image,
