@@ -143,16 +143,20 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 class MemorySampler:
-    """Peak tree RSS of a server while load runs, sampled every ``interval`` seconds in a thread."""
+    """Tree RSS of a server while load runs, sampled every ``interval`` seconds in a thread: ``peak``, and
+    ``samples`` as (seconds since start, MiB)."""
 
     def __init__(self, pid: int, interval: float = 0.25) -> None:
-        self.pid, self.interval, self.peak = pid, interval, 0.0
+        self.pid, self.interval, self.peak, self.samples = pid, interval, 0.0, []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        started = time.monotonic()
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_memory(self.pid)["rss_mib"])
+            rss = tree_memory(self.pid)["rss_mib"]
+            self.samples.append((time.monotonic() - started, rss))
+            self.peak = max(self.peak, rss)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> MemorySampler:

@@ -19,8 +19,6 @@ import argparse
 import json
 import math
 import sys
-import threading
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -49,29 +47,6 @@ def bodies(fitted: models.Fitted) -> list[bytes]:
     for bad in invalid:
         mix += [valid] * 9 + [bad]
     return mix
-
-
-class RssSampler:
-    """(seconds since start, RSS MiB of the server's process tree), every ``interval`` seconds."""
-
-    def __init__(self, pid: int, interval: float) -> None:
-        self.pid, self.interval, self.samples = pid, interval, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        started = time.monotonic()
-        while not self._stop.is_set():
-            self.samples.append((time.monotonic() - started, procs.tree_memory(self.pid)["rss_mib"]))
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def slope_per_hour(samples: list[tuple[float, float]], warmup_s: float) -> float:
@@ -123,7 +98,7 @@ def main() -> int:
         mix = bodies(fitted)
         delay_ms = calibrate(url, mix, target)
         short = load.run_mix(url, mix, CONCURRENCY, args.short, delay_ms)
-        with RssSampler(dep.handle.pid, interval=max(1.0, args.seconds / 120)) as rss:
+        with procs.MemorySampler(dep.handle.pid, interval=max(1.0, args.seconds / 120)) as rss:
             soak = load.run_mix(url, mix, CONCURRENCY, args.seconds, delay_ms)
         warmup = min(120.0, args.seconds * 0.2)
         result = {
