@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from . import batchio
+from . import batchcheck, batchio
 from .errors import InputError
 
 BLOCK_ROWS = 1000  # rows per validator call: large enough to be cheap, small enough to recheck a bad block
@@ -121,12 +121,16 @@ def score_chunk(runtime, chunk: Chunk, *, explain: bool = False) -> Scored:
     import numpy as np
     import pyarrow as pa
 
-    values = batchio.cells(chunk.table, runtime.manifest.schema, text=chunk.text)
-    good, checked, rejects = validate(runtime.validator, values, chunk.first_row)
-    output = chunk.table.take(pa.array(good, type=pa.int64()))
-    output = output.append_column(ROW, pa.array(chunk.first_row + np.asarray(good, dtype="int64")))
+    checked_chunk = batchcheck.check(runtime.validator, chunk.table, chunk.first_row, text=chunk.text)
+    if checked_chunk is None:  # a column of a type the columnar check does not cover: row by row
+        values = batchio.cells(chunk.table, runtime.manifest.schema, text=chunk.text)
+        checked_chunk = validate(runtime.validator, values, chunk.first_row)
+    good, checked, rejects = checked_chunk
+    good = np.asarray(good, dtype="int64")
+    output = chunk.table if len(good) == chunk.table.num_rows else chunk.table.take(pa.array(good))
+    output = output.append_column(ROW, pa.array(chunk.first_row + good))
     frame = runtime.validator.build(checked)
-    predictions = runtime.model.predict(runtime.to_input(frame)) if good else np.array([])
+    predictions = runtime.model.predict(runtime.to_input(frame)) if len(good) else np.array([])
     output = output.append_column(PREDICTION, pa.array(np.asarray(predictions)))
     if explain:
         output = _with_shap(runtime, frame, output, len(good))
