@@ -3,11 +3,13 @@
 This lives in the served runtime so the image can do it too (``docker run IMAGE batch IN OUT``); the
 notebook side (:func:`deploykit.batch`) adds engines (Dask) and the model card's record.
 
-A run reads the source in chunks of ``chunk_rows`` rows. Each chunk's rows are checked by the service's
-own :class:`~.schema.InstanceValidator`, a block of rows at a time; a block that fails is checked row by
-row, so every problem is reported with its row number and column. Rows that pass are predicted (and
-explained) in one call; rows that fail go to the rejects file (``row``, ``column``, ``problem``; a row with
-two problems has two lines). Nothing is lost: every input row is in the output or in the rejects.
+A run reads the source in chunks of ``chunk_rows`` rows. Each chunk is checked with the cell rules of the
+service's own :class:`~.schema.InstanceValidator`, a column at a time (:mod:`.batchcheck`), or, for a
+column type it does not cover, a block of rows at a time (:func:`validate`), a block that fails being
+checked row by row; either way every problem is reported with its row number, column and the service's
+words. Rows that pass are predicted (and explained) in one call; rows that fail go to the rejects file
+(``row``, ``column``, ``problem``; a row with two problems has two lines). Nothing is lost: every input
+row is in the output or in the rejects.
 
 Each finished chunk is written as its own part file, then marked done. An interrupted run, started
 again with the same package, source, destination and chunk size, skips the chunks marked done and
@@ -83,7 +85,9 @@ class BatchResult:
 
 # -- one chunk -----------------------------------------------------------------------------------------
 def validate(validator, values: dict[str, list], first_row: int) -> tuple[list[int], dict[str, list], list[dict]]:
-    """(positions of the good rows, their checked values by column, one reject per problem)."""
+    """(positions of the good rows, their checked values by column, one reject per problem), row by row:
+    the fallback for the chunks :func:`.batchcheck.check` does not cover (nested, temporal, decimal or
+    binary columns, or a cell rule that raised)."""
     names = validator.names
     total = len(values[names[0]]) if names else 0
     good, checked, rejects = [], {name: [] for name in names}, []
@@ -194,8 +198,8 @@ def _score_in_worker(chunk: Chunk, explain: bool) -> Scored:
 
 
 class ProcessScorer:
-    """Scores chunks in ``workers`` processes of this machine, each loading the package once: the
-    validator is Python, so one process scores at most one core's worth of rows."""
+    """Scores chunks in ``workers`` processes of this machine, each loading the package once: a model's
+    ``predict`` usually runs on one core, so one process scores at most one core's worth of rows."""
 
     engine = "local"
 

@@ -1,7 +1,7 @@
 """Checking a chunk of batch rows a column at a time, with the service's own cell rules.
 
-The row-wise check (:func:`.batch.validate`, the request validator run on blocks of rows) costs about
-1.7 µs a cell in Python, more than a fast model's ``predict``. Here each model column of the Arrow
+The row-wise check (:func:`.batch.validate`, the request validator run on blocks of rows) costs over a
+microsecond a cell in Python, more than a fast model's ``predict``. Here each model column of the Arrow
 chunk is checked whole, and every verdict still comes from the column's own rule
 (:meth:`.schema._Column.verdict`), so a reject says exactly what the row-wise check, and the service's
 422, would say:
