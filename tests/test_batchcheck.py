@@ -129,6 +129,12 @@ def test_a_chunk_of_only_good_rows_and_an_empty_chunk():
     assert columnar[2] == [] and len(columnar[0]) == 50
     assert isinstance(columnar[1]["price"], np.ndarray)  # numbers stay numpy as far as the frame
     _assert_same(*_both(_table(rows, TYPES).slice(0, 0)))
+    empty = _table([dict(row, note=None, ratio=None) for row in rows], dict(TYPES, note=pa.null(), ratio=pa.null()))
+    _assert_same(*_both(empty))  # columns of Arrow's null type (nulls are allowed in these two)
+    validator, columnar, rowwise = _both(_table([dict(row, count=None) for row in rows], dict(TYPES, count=pa.null())))
+    _assert_same(validator, columnar, rowwise)
+    assert len(columnar[0]) == 0 and len(columnar[2]) == 50
+    _assert_same(*_both(pa.concat_tables([_table(rows[:20], TYPES), _table(rows[20:], TYPES)])))  # two Arrow chunks
 
 
 def test_a_row_with_more_problems_than_a_request_lists_is_capped_the_same_way():
