@@ -51,9 +51,9 @@ def batch(name_or_package: Any, source: str | Path, destination: str | Path, *, 
         The package version when ``name_or_package`` is a name.
     workers : int, optional
         Local engine: ``1`` scores in this process (two chunks at a time in threads); ``N > 1`` starts
-        N processes that each load the package once (about 3 s), worth it for large tables: the schema
-        check is Python, so a process scores at most one core's worth of rows. Default: one process per
-        core (at most 4) for a Parquet source of at least 500,000 rows and 4 chunks, else 1.
+        N processes that each load the package once (about 3 s), worth it for large tables: a model's
+        ``predict`` usually runs on one core. Default: one process per core (at most 4) for a Parquet
+        source of at least 500,000 rows and 4 chunks, else 1.
     progress : bool
         Show a progress bar on stderr.
 

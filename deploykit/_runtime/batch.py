@@ -3,11 +3,13 @@
 This lives in the served runtime so the image can do it too (``docker run IMAGE batch IN OUT``); the
 notebook side (:func:`deploykit.batch`) adds engines (Dask) and the model card's record.
 
-A run reads the source in chunks of ``chunk_rows`` rows. Each chunk's rows are checked by the service's
-own :class:`~.schema.InstanceValidator`, a block of rows at a time; a block that fails is checked row by
-row, so every problem is reported with its row number and column. Rows that pass are predicted (and
-explained) in one call; rows that fail go to the rejects file (``row``, ``column``, ``problem``; a row with
-two problems has two lines). Nothing is lost: every input row is in the output or in the rejects.
+A run reads the source in chunks of ``chunk_rows`` rows. Each chunk is checked with the cell rules of the
+service's own :class:`~.schema.InstanceValidator`, a column at a time (:mod:`.batchcheck`), or, for a
+column type it does not cover, a block of rows at a time (:func:`validate`), a block that fails being
+checked row by row; either way every problem is reported with its row number, column and the service's
+words. Rows that pass are predicted (and explained) in one call; rows that fail go to the rejects file
+(``row``, ``column``, ``problem``; a row with two problems has two lines). Nothing is lost: every input
+row is in the output or in the rejects.
 
 Each finished chunk is written as its own part file, then marked done. An interrupted run, started
 again with the same package, source, destination and chunk size, skips the chunks marked done and
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from . import batchio
+from . import batchcheck, batchio
 from .errors import InputError
 
 BLOCK_ROWS = 1000  # rows per validator call: large enough to be cheap, small enough to recheck a bad block
@@ -83,7 +85,9 @@ class BatchResult:
 
 # -- one chunk -----------------------------------------------------------------------------------------
 def validate(validator, values: dict[str, list], first_row: int) -> tuple[list[int], dict[str, list], list[dict]]:
-    """(positions of the good rows, their checked values by column, one reject per problem)."""
+    """(positions of the good rows, their checked values by column, one reject per problem), row by row:
+    the fallback for the chunks :func:`.batchcheck.check` does not cover (nested, temporal, decimal or
+    binary columns, or a cell rule that raised)."""
     names = validator.names
     total = len(values[names[0]]) if names else 0
     good, checked, rejects = [], {name: [] for name in names}, []
@@ -121,12 +125,16 @@ def score_chunk(runtime, chunk: Chunk, *, explain: bool = False) -> Scored:
     import numpy as np
     import pyarrow as pa
 
-    values = batchio.cells(chunk.table, runtime.manifest.schema, text=chunk.text)
-    good, checked, rejects = validate(runtime.validator, values, chunk.first_row)
-    output = chunk.table.take(pa.array(good, type=pa.int64()))
-    output = output.append_column(ROW, pa.array(chunk.first_row + np.asarray(good, dtype="int64")))
+    checked_chunk = batchcheck.check(runtime.validator, chunk.table, chunk.first_row, text=chunk.text)
+    if checked_chunk is None:  # a column of a type the columnar check does not cover: row by row
+        values = batchio.cells(chunk.table, runtime.manifest.schema, text=chunk.text)
+        checked_chunk = validate(runtime.validator, values, chunk.first_row)
+    good, checked, rejects = checked_chunk
+    good = np.asarray(good, dtype="int64")
+    output = chunk.table if len(good) == chunk.table.num_rows else chunk.table.take(pa.array(good))
+    output = output.append_column(ROW, pa.array(chunk.first_row + good))
     frame = runtime.validator.build(checked)
-    predictions = runtime.model.predict(runtime.to_input(frame)) if good else np.array([])
+    predictions = runtime.model.predict(runtime.to_input(frame)) if len(good) else np.array([])
     output = output.append_column(PREDICTION, pa.array(np.asarray(predictions)))
     if explain:
         output = _with_shap(runtime, frame, output, len(good))
@@ -190,8 +198,8 @@ def _score_in_worker(chunk: Chunk, explain: bool) -> Scored:
 
 
 class ProcessScorer:
-    """Scores chunks in ``workers`` processes of this machine, each loading the package once: the
-    validator is Python, so one process scores at most one core's worth of rows."""
+    """Scores chunks in ``workers`` processes of this machine, each loading the package once: a model's
+    ``predict`` usually runs on one core, so one process scores at most one core's worth of rows."""
 
     engine = "local"
 

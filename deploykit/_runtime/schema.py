@@ -96,7 +96,7 @@ class _Column:
 
     def all_clean(self, values: tuple) -> bool:
         """True when no value of the column has a problem, decided for the whole column at once; False when
-        one may (then :meth:`problem` words it, cell by cell). A null, a non-finite number, a float where an
+        one may (then :meth:`verdict` words it, cell by cell). A null, a non-finite number, a float where an
         integer or a category is expected: False, and the cell-by-cell check decides."""
         types = set(map(type, values))
         kind = self.column["kind"]
@@ -117,6 +117,11 @@ class _Column:
         if self.inclusive:
             return self.low <= low and high <= self.high
         return self.low < low and high < self.high
+
+    def verdict(self, value: Any) -> str | None:
+        """The problem with one cell, or None: the one rule behind every check of a cell (a request's
+        rows, batch scoring's row-wise and columnar checks), so they all say the same words."""
+        return self.null_problem() if _is_null(value) else self.problem(value)
 
     def null_problem(self) -> str | None:
         if self.column["nullable"]:
@@ -220,6 +225,11 @@ class InstanceValidator:
         self._checks = [(c["name"], _Column(c, self.limits)) for c in self.columns]
         self._getter = operator.itemgetter(*self.names)
 
+    @property
+    def checks(self) -> list[tuple[str, _Column]]:
+        """Each column's compiled check, in schema order (batch scoring applies them a column at a time)."""
+        return self._checks
+
     def instances(self, body: Any) -> list:
         """Return the list under ``"instances"`` or raise a 400/413 :class:`InputError`."""
         if not isinstance(body, dict) or "instances" not in body:
@@ -301,8 +311,7 @@ class InstanceValidator:
                 problems.append({"row": i, "column": name, "problem": "missing column"})
                 continue
             value = row[name]
-            problem = check.null_problem() if _is_null(value) else check.problem(value)
-            if problem:
+            if problem := check.verdict(value):
                 problems.append({"row": i, "column": name, "problem": problem})
             values[name].append(value)
         return problems
@@ -326,20 +335,42 @@ def too_deep(limits: Limits) -> InputError:
         "if deeper bodies are expected", status=400)
 
 
-def _series(column: dict, values: list):
+def _series(column: dict, values):
+    """One column of the model's frame from its checked values: a list (a request's, or batch scoring's
+    row-wise check), or a numpy array from batch scoring's columnar check (batchcheck.py): numbers with
+    NaN for null, or objects with None for null."""
     import numpy as np
     import pandas as pd
 
     dtype = column["dtype"]
     if column["kind"] == "category" and dtype == "category":
         return pd.Categorical(values, categories=column["categories"])
-    if column["kind"] in ("integer", "number", "boolean"):
-        if any(_is_null(v) for v in values):
-            if dtype.startswith(("Int", "UInt", "Float", "boolean")):  # pandas nullable dtypes
-                return pd.array([None if _is_null(v) else v for v in values], dtype=dtype)
-            return np.array([np.nan if _is_null(v) else v for v in values], dtype="float64")
-        return pd.array(values, dtype=dtype) if dtype[0].isupper() or dtype == "boolean" else np.asarray(values, dtype=dtype)
-    return pd.array([None if _is_null(v) else v for v in values], dtype=dtype)
+    if column["kind"] not in ("integer", "number", "boolean"):
+        if isinstance(values, np.ndarray):  # nulls are None already
+            return pd.array(values, dtype=dtype)
+        return pd.array([None if _is_null(v) else v for v in values], dtype=dtype)
+    nullable = dtype.startswith(("Int", "UInt", "Float", "boolean"))  # pandas nullable dtypes
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        values = values.tolist()
+    if isinstance(values, np.ndarray):
+        nulls = np.isnan(values) if values.dtype.kind == "f" else np.zeros(len(values), bool)
+        if not nulls.any():
+            return _typed(values, dtype)
+        if not nullable:  # as below: a column with nulls becomes float64, NaN for each null
+            return np.where(nulls, np.nan, values).astype("float64")
+        values = values.tolist()
+    if any(_is_null(v) for v in values):
+        if nullable:
+            return pd.array([None if _is_null(v) else v for v in values], dtype=dtype)
+        return np.array([np.nan if _is_null(v) else v for v in values], dtype="float64")
+    return _typed(values, dtype)
+
+
+def _typed(values, dtype: str):
+    import numpy as np
+    import pandas as pd
+
+    return pd.array(values, dtype=dtype) if dtype[0].isupper() or dtype == "boolean" else np.asarray(values, dtype=dtype)
 
 
 def _problems_error(problems: list[dict], count: int) -> InputError:
