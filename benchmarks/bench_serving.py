@@ -40,6 +40,7 @@ import bench_serving_servers as servers  # noqa: E402
 
 PREDICT = [("predict", 1, 1), ("predict", 1, 16), ("predict", 100, 1), ("predict", 100, 16)]
 C16_1 = [("predict", 1, 1), ("predict", 1, 16)]
+SCALING = [("predict", 1, 16), ("predict", 100, 16)]  # issue 15: two workers against one, with and without the front
 
 # (model, server, cases, cold starts) in the order they run. Servers whose cases the targets need come
 # first, so a slow machine trims optional cases at the end rather than those; "cold starts" is how many
@@ -48,6 +49,9 @@ PLAN = [
     ("rf", "deploykit", PREDICT + [("explain", 1, 1), ("explain", 1, 16), ("explain", 100, 1)], 2),
     ("rf", "bentoml", [("predict", 1, 1), ("predict", 1, 16), ("predict", 100, 16)], 2),
     ("rf", "bentoml-batching", [("predict", 1, 1), ("predict", 1, 16), ("predict", 100, 16)], 1),
+    ("rf", "deploykit-2w", SCALING, 1),
+    ("rf", "deploykit-direct", SCALING, 1),
+    ("rf", "deploykit-2w-direct", SCALING, 1),
     ("rf", "mlflow", [("predict", 1, 1), ("predict", 1, 16), ("predict", 100, 16)], 1),
     ("rf", "deploykit-other", [("predict", 1, 1), ("predict", 1, 16), ("predict", 100, 16), ("explain", 1, 1)], 1),
     ("rf", "fastapi", [("predict", 1, 1), ("predict", 1, 16), ("predict", 100, 16)], 1),
@@ -68,6 +72,8 @@ REQUIRED = {
     ("rf", "deploykit", ("predict", 1, 16)), ("rf", "deploykit", ("predict", 1, 1)),
     ("rf", "deploykit", ("explain", 1, 1)), ("rf", "bentoml-batching", ("predict", 1, 16)),
     ("rf", "mlflow", ("predict", 1, 16)), ("rf", "bentoml", ("predict", 1, 1)),
+    *(("rf", server, case) for server in ("deploykit-2w", "deploykit-direct", "deploykit-2w-direct") for case in SCALING),
+    ("rf", "deploykit", ("predict", 100, 16)),
 }
 
 
@@ -154,7 +160,7 @@ def mlflow_python(args: argparse.Namespace) -> str | None:
 
 
 def resolve_plan(run: Run, specs: dict) -> list[tuple]:
-    other = next((k for k, s in specs.items() if s.deploykit and k != "deploykit"), None)
+    other = next((k for k, s in specs.items() if s.deploykit and s.variant), None)
     wanted_models = run.args.models.split(",")
     wanted_servers = run.args.servers.split(",") if run.args.servers else None
     plan = []

@@ -95,6 +95,8 @@ def _below(value: float | None, limit: float) -> bool | None:
 def _verdict(ok: bool | None, dk: dict | None, others: list[dict | None] = ()) -> str:
     if dk is not None and dk.get("errors"):
         return f"**MISS** ({dk['errors']} errors)"
+    if dk is not None and not dk.get("rps"):  # e.g. a --quick run shorter than the first /explain's SHAP import
+        return "n/a (no request was answered in the measured runs)"
     if ok is None:
         return "n/a"
     text = "PASS" if ok else "**MISS**"
@@ -187,6 +189,7 @@ def render(meta: dict, floors: dict, starts: dict, results: list[dict], specs: d
     out += [f"`{meta['command']}` · {meta['elapsed_s']:.0f} s · {meta['machine']}", ""]
     out += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in meta["facts"].items()] + [""]
     out += _targets_section(look, specs, models)
+    out += _scaling_section(look, models)
     out += _floors_section(floors, models)
     out += _starts_section(starts, specs, models)
     out += _cases_section(look, specs, models)
@@ -197,10 +200,48 @@ def render(meta: dict, floors: dict, starts: dict, results: list[dict], specs: d
 def _targets_section(look: Lookup, specs: dict, models: dict) -> list[str]:
     out = ["## Targets (issue 6)", ""]
     for model in models:
-        for dk in [k for k, spec in specs.items() if spec.deploykit]:
+        for dk in [k for k, spec in specs.items() if spec.deploykit and spec.workers == 1 and not spec.direct]:
             if any(r["model"] == model and r["server"] == dk for r in look.results):
                 rows = [[r["target"], r["measured"], r["verdict"]] for r in evaluate_targets(look, model, dk)]
                 out += [f"**{models[model]} — {specs[dk].label}**", "", _table(["target", "measured", "verdict"], rows), ""]
+    return out
+
+
+def scaling_targets(look: Lookup, model: str) -> list[dict]:
+    """Issue 15's targets on one model: c16 throughput and tail, two workers against one (through the
+    front and past it), 100-row c16 tail."""
+    one, two = look.case(model, "deploykit", "predict", 1, 16), look.case(model, "deploykit-2w", "predict", 1, 16)
+    batching = look.case(model, "bentoml-batching", "predict", 1, 16)
+    rows = []
+    for label, case in (("1 worker", one), ("2 workers", two)):
+        x = ratio(case and case["rps"], batching and batching["rps"])
+        rows.append(_row(f"1-row c16, {label}: ≥ 3× BentoML adaptive batching",
+                         f"{fmt(case['rps'])} vs {fmt(batching['rps'])} req/s = {x:.2f}×" if x is not None else "missing",
+                         _verdict(None if x is None else x >= 3, case, [batching])))
+        rows.append(_row(f"1-row c16, {label}: ≥ 3,000 req/s", f"{fmt(case['rps'])} req/s" if case else "missing",
+                         _verdict(None if case is None else case["rps"] >= 3000, case)))
+        rows.append(_row(f"1-row c16, {label}: p99 < 20 ms", f"p99 {fmt(case['p99_ms'])} ms" if case else "missing",
+                         _verdict(_below(case and case["p99_ms"], 20), case)))
+    for label, a, b in (("through the front", "deploykit", "deploykit-2w"),
+                        ("past the front (the version's own port)", "deploykit-direct", "deploykit-2w-direct")):
+        first, second = look.case(model, a, "predict", 1, 16), look.case(model, b, "predict", 1, 16)
+        x = ratio(second and second["rps"], first and first["rps"])
+        rows.append(_row(f"1-row c16, two workers ≥ 1.6× one, {label}",
+                         f"{fmt(second['rps'])} vs {fmt(first['rps'])} req/s = {x:.2f}×" if x is not None else "missing",
+                         _verdict(None if x is None else x >= 1.6, second, [first])))
+    for label, server in (("1 worker", "deploykit"), ("2 workers", "deploykit-2w")):
+        case = look.case(model, server, "predict", 100, 16)
+        rows.append(_row(f"100-row c16, {label}: p99 < 50 ms", f"p99 {fmt(case['p99_ms'])} ms" if case else "missing",
+                         _verdict(_below(case and case["p99_ms"], 50), case)))
+    return rows
+
+
+def _scaling_section(look: Lookup, models: dict) -> list[str]:
+    out = []
+    for model in models:
+        if any(r["model"] == model and r["server"] in ("deploykit-2w", "deploykit-2w-direct") for r in look.results):
+            rows = [[r["target"], r["measured"], r["verdict"]] for r in scaling_targets(look, model)]
+            out += [f"## Targets (issue 15): {models[model]}", "", _table(["target", "measured", "verdict"], rows), ""]
     return out
 
 

@@ -76,6 +76,8 @@ class Spec:
     start_cost_s: float = 8.0  # a typical start (deploykit's: with packaging), settling and stop, for the time budget
     restart_cost_s: float = 0.0  # the same without packaging; 0: as start_cost_s
     variant: dict = field(default_factory=dict)  # deploykit: the package keywords this server passes
+    workers: int = 1  # deploykit: the version's worker processes (deploy's ``workers=``)
+    direct: bool = False  # deploykit: load goes to the version's own port, past the deployment's front
 
     def __post_init__(self) -> None:
         self.restart_cost_s = self.restart_cost_s or self.start_cost_s
@@ -160,14 +162,15 @@ def fast_path_keyword() -> tuple[str, Any] | None:
     return None
 
 
-def _deploykit(variant: dict) -> Callable[[Context, Fitted], Running]:
-    """``variant`` holds the package keywords of this server (empty for deploykit's defaults)."""
+def _deploykit(variant: dict, workers: int = 1, direct: bool = False) -> Callable[[Context, Fitted], Running]:
+    """``variant`` holds the package keywords of this server (empty for deploykit's defaults); ``workers``
+    the version's processes; ``direct`` sends the load to the version's own port instead of the front."""
 
     def start(ctx: Context, fitted: Fitted) -> Running:
         import deploykit
 
         suffix = "".join(f"-{k.replace('_', '')}{int(bool(v))}" for k, v in variant.items())
-        name = f"bench-{fitted.key}{suffix}"
+        name = f"bench-{fitted.key}{suffix}-w{workers}{'-direct' if direct else ''}"
         port = procs.free_port()
         base_url = f"http://127.0.0.1:{port}"
         poller = procs.FirstAnswer(base_url + "/predict", fitted.body("records", 1), READY_TIMEOUT)
@@ -179,14 +182,15 @@ def _deploykit(variant: dict) -> Callable[[Context, Fitted], Running]:
                 if event["stage"] == "start" and event["state"] == "start" and not poller.ident:
                     poller.start()  # deploykit is about to spawn `bentoml serve`
 
-        package = ctx.packages.get((fitted.key, name))
+        package = ctx.packages.get((fitted.key, suffix))  # one package per model and variant, whatever the workers
         called = time.monotonic()
-        options = {"target": "local", "name": name, "port": port, "verbose": False, "progress": listener}
+        options = {"target": "local", "name": name, "port": port, "verbose": False, "progress": listener,
+                   "workers": workers}
         try:
             if package is None:
                 dep = deploykit.deploy(fitted.model, X_train=fitted.X_train, y_train=fitted.y_train,
                                        X_test=fitted.X_test, y_test=fitted.y_test, **variant, **options)
-                ctx.packages[(fitted.key, name)] = dep.package
+                ctx.packages[(fitted.key, suffix)] = dep.package
             else:  # a restart: the same package, no packaging
                 dep = deploykit.deploy(package, **options)
         except BaseException:
@@ -200,6 +204,8 @@ def _deploykit(variant: dict) -> Callable[[Context, Fitted], Running]:
         info = {"package_s": marks.get(("start", "start"), called) - called if package is None else None,
                 "serving": dep.package.manifest.get("serving"), "package_version": dep.version,
                 "log_path": str(getattr(dep.handle, "log_path", ""))}
+        if direct:
+            info["front_url"], base_url = base_url, dep.handle.upstream
         return Running(base_url, dep.handle.pid, poller.at - marks[("start", "start")], lambda: _stop_deployment(dep),
                        getattr(dep.handle, "log_path", None), info)
 
@@ -220,6 +226,13 @@ def catalogue() -> dict[str, Spec]:
     specs = [
         Spec("deploykit", "deploykit", "records", _deploykit({}),
              {"predict": "/predict", "explain": "/explain"}, deploykit=True, start_cost_s=25, restart_cost_s=11),
+        Spec("deploykit-2w", "deploykit, 2 workers", "records", _deploykit({}, workers=2), deploykit=True,
+             start_cost_s=25, restart_cost_s=12, workers=2),
+        Spec("deploykit-direct", "deploykit, past its front", "records", _deploykit({}, direct=True), deploykit=True,
+             start_cost_s=25, restart_cost_s=11, direct=True),
+        Spec("deploykit-2w-direct", "deploykit, 2 workers, past its front", "records",
+             _deploykit({}, workers=2, direct=True), deploykit=True, start_cost_s=25, restart_cost_s=12, workers=2,
+             direct=True),
         Spec("fastapi", "FastAPI+uvicorn, 1 worker", "records", _uvicorn("fastapi_handler", 1), start_cost_s=5),
         Spec("fastapi-2w", "FastAPI+uvicorn, 2 workers", "records", _uvicorn("fastapi_handler", 2), start_cost_s=5),
         Spec("bentoml", "BentoML defaults", "records", _bentoml("bentoml_default", "records")),

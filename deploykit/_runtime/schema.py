@@ -15,6 +15,7 @@ depth, in any column, is a 4xx naming it, and a number the column's dtype cannot
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, Callable
 
 from .errors import ECHO_LIMIT, MAX_DETAILS, InputError, clip
@@ -92,6 +93,30 @@ class _Column:
             "integer": self._integer, "number": self._number, "boolean": self._boolean,
             "category": self._category, "string": self._string,
         }[kind]
+
+    def all_clean(self, values: tuple) -> bool:
+        """True when no value of the column has a problem, decided for the whole column at once; False when
+        one may (then :meth:`verdict` words it, cell by cell). A null, a non-finite number, a float where an
+        integer or a category is expected: False, and the cell-by-cell check decides."""
+        types = set(map(type, values))
+        kind = self.column["kind"]
+        if kind == "integer":
+            return types == {int} and self._inside(min(values), max(values))
+        if kind == "number":  # isfinite refuses NaN, inf, and (OverflowError) an int past any float
+            return types <= {int, float} and all(map(math.isfinite, values)) and self._inside(min(values), max(values))
+        if kind == "boolean":
+            return types == {bool}
+        if kind == "category":
+            if self.categories is None or type(None) in types or float in types:
+                return False
+            wanted = self.category_type
+            return (wanted is None or types <= set(wanted[0])) and set(values) <= self.categories
+        return types == {str} and max(map(len, values)) <= self.limits.max_string
+
+    def _inside(self, low: Any, high: Any) -> bool:
+        if self.inclusive:
+            return self.low <= low and high <= self.high
+        return self.low < low and high < self.high
 
     def verdict(self, value: Any) -> str | None:
         """The problem with one cell, or None: the one rule behind every check of a cell (a request's
@@ -198,6 +223,7 @@ class InstanceValidator:
         self._known = set(self.names)
         self.max_batch = self.limits.max_batch
         self._checks = [(c["name"], _Column(c, self.limits)) for c in self.columns]
+        self._getter = operator.itemgetter(*self.names)
 
     @property
     def checks(self) -> list[tuple[str, _Column]]:
@@ -235,6 +261,31 @@ class InstanceValidator:
 
     def columns_of(self, rows: list) -> dict[str, list]:
         """Validate every row; return the values column by column."""
+        quick = self._columns_if_clean(rows)
+        return quick if quick is not None else self._columns_row_by_row(rows)
+
+    def _columns_if_clean(self, rows: list) -> dict[str, list] | None:
+        """The columns of ``rows`` when every cell is plainly valid, checked a whole column at a time; None
+        when any row or cell needs a closer look. The row-by-row check then decides, and words, every
+        problem: this path only ever says yes, so it cannot change an answer, only how fast a clean body
+        gets one (a 100-row request spent a third of its time in the per-cell check)."""
+        known, width = self._known, len(self.names)
+        if not rows or not width:
+            return None
+        try:
+            if not all(type(row) is dict and len(row) == width and row.keys() == known for row in rows):
+                return None
+            if width == 1:
+                columns = [tuple(row[self.names[0]] for row in rows)]
+            else:
+                columns = list(zip(*map(self._getter, rows)))
+            if not all(check.all_clean(column) for (_, check), column in zip(self._checks, columns)):
+                return None
+        except (TypeError, ValueError, OverflowError):  # an unhashable or unconvertible cell: look row by row
+            return None
+        return {name: list(column) for name, column in zip(self.names, columns)}
+
+    def _columns_row_by_row(self, rows: list) -> dict[str, list]:
         problems: list[dict] = []
         count = 0
         values: dict[str, list] = {name: [] for name in self.names}
