@@ -13,8 +13,9 @@ rejects path runs. Measured, each the median of ``--repeats`` runs, in wall-cloc
 * **local**: ``deploykit.batch(pkg, file, out, engine="local")`` with ``workers=1`` (this process)
   and ``workers=2`` (two processes, each loading the package once; their start-up is included);
 * **dask**: ``deploykit.batch(..., engine="dask")`` on a ``LocalCluster`` of 2 single-threaded worker
-  processes, started before the clock (a production cluster is already running), the package sent to
-  the workers and loaded there inside the clock.
+  processes, started before the clock (a production cluster is already running): a first run that sends
+  the package to the workers and loads it there inside the clock, then a second on the same cluster
+  that finds it loaded.
 
 Targets (issue 14): local >= 80% of predict; dask on 2 workers within 1.5x of local (local/dask <= 1.5).
 Every batch output is checked against ``model.predict`` on the valid rows before its time counts.
@@ -32,6 +33,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+
+DASK, DASK_WARM = "dask, 2 workers", "dask, 2 workers, package already loaded"
 
 
 def _setup(rows: int, folder: Path):
@@ -76,7 +80,7 @@ def run(rows: int, chunk_rows: int, repeats: int) -> dict:
     os.environ["DEPLOYKIT_HOME"], os.environ["BENTOML_HOME"] = str(folder / "home"), str(folder / "bento")
     model, pkg, source, valid = _setup(rows, folder)
     expected = model.predict(valid)
-    times: dict[str, list[float]] = {"predict": [], "local, workers=1": [], "local, workers=2": [], "dask, 2 workers": []}
+    times: dict[str, list[float]] = {"predict": [], "local, workers=1": [], "local, workers=2": [], DASK: [], DASK_WARM: []}
     for _ in range(repeats):
         seconds, _ = _timed(lambda: model.predict(pd.read_parquet(source)))
         times["predict"].append(seconds)
@@ -85,8 +89,11 @@ def run(rows: int, chunk_rows: int, repeats: int) -> dict:
             seconds, _ = _timed(lambda: deploykit.batch(pkg, source, out, chunk_rows=chunk_rows, workers=workers, progress=False))
             _check(out, model, valid, expected)
             times[f"local, workers={workers}"].append(seconds)
-        times["dask, 2 workers"].append(_dask_run(pkg, source, folder / "dask.parquet", chunk_rows))
-        _check(folder / "dask.parquet", model, valid, expected)
+        first, second = _dask_run(pkg, source, folder, chunk_rows)
+        times[DASK].append(first)
+        times[DASK_WARM].append(second)
+        for name in ("dask.parquet", "dask-warm.parquet"):
+            _check(folder / name, model, valid, expected)
     medians = {k: statistics.median(v) for k, v in times.items()}
     rates = {k: rows / v for k, v in medians.items()}
     best_local = max(rates["local, workers=1"], rates["local, workers=2"])
@@ -94,21 +101,25 @@ def run(rows: int, chunk_rows: int, repeats: int) -> dict:
         "rows": rows, "chunk_rows": chunk_rows, "repeats": repeats, "seconds": times,
         "rows_per_second": rates,
         "local_share_of_predict": {k: rates[k] / rates["predict"] for k in ("local, workers=1", "local, workers=2")},
-        "local_over_dask": best_local / rates["dask, 2 workers"],
+        "local_over_dask": best_local / rates[DASK],
+        "local_over_dask_warm": best_local / rates[DASK_WARM],
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "load_average": os.getloadavg()},
     }
 
 
-def _dask_run(pkg, source: Path, out: Path, chunk_rows: int) -> float:
+def _dask_run(pkg, source: Path, folder: Path, chunk_rows: int) -> tuple[float, float]:
+    """Two runs on one fresh cluster: the first sends and loads the package inside the clock, the second
+    finds it loaded (a long-lived cluster's usual case)."""
     from distributed import Client, LocalCluster
 
     import deploykit
 
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster) as client:
-        seconds, _ = _timed(lambda: deploykit.batch(pkg, source, out, engine="dask", scheduler=client,
-                                                    chunk_rows=chunk_rows, progress=False))
-    return seconds
+        seconds = [_timed(lambda: deploykit.batch(pkg, source, folder / name, engine="dask", scheduler=client,
+                                                  chunk_rows=chunk_rows, progress=False))[0]
+                   for name in ("dask.parquet", "dask-warm.parquet")]
+    return seconds[0], seconds[1]
 
 
 def report(result: dict) -> str:
@@ -121,7 +132,9 @@ def report(result: dict) -> str:
     best = max(share.values())
     lines += ["", f"local >= 80% of predict: {'met' if best >= 0.8 else 'MISSED'} ({best:.0%}, best local run)",
               f"dask on 2 workers within 1.5x of local: {'met' if result['local_over_dask'] <= 1.5 else 'MISSED'} "
-              f"(local/dask = {result['local_over_dask']:.2f})"]
+              f"(local/dask = {result['local_over_dask']:.2f}, package sent and loaded inside the clock); "
+              f"{'met' if result['local_over_dask_warm'] <= 1.5 else 'MISSED'} with it already loaded "
+              f"(local/dask = {result['local_over_dask_warm']:.2f})"]
     return "\n".join(lines)
 
 

@@ -40,7 +40,7 @@ class BatchPlugin(WorkerPlugin):
         target = Path(worker.local_directory) / self.name
         with tarfile.open(fileobj=io.BytesIO(self.archive)) as tar:
             tar.extractall(target, filter="data")
-        self.runtime = ModelRuntime.load(target / "model")
+        self.runtime = ModelRuntime.load(target / "model").loaded()
         self.loads += 1
 
     def teardown(self, worker) -> None:

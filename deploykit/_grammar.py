@@ -312,8 +312,8 @@ def _batch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask: scheduler address (default: a local cluster)")
     p.add_argument("--explain", action="store_true", help="add SHAP columns shap_<column>")
     p.add_argument("--chunk-rows", type=int, default=100_000, metavar="N", help="rows per chunk (default: 100000)")
-    p.add_argument("--workers", type=int, metavar="N", help="local: processes scoring chunks "
-                   "(default: one per core for a Parquet source of 500,000+ rows and 4+ chunks, else 1)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="local: processes scoring chunks (default: 1, "
+                   "this one, two chunks at a time; more for a model whose predict holds the GIL)")
     p.add_argument("--version", help="package version (default: the newest)")
 
 

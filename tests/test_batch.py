@@ -259,3 +259,22 @@ def test_the_progress_bar_counts_rows_and_rejects():
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("  batch [█████░") and "250/1,000 rows" in lines[0]
     assert lines[-1].count("1,000/1,000 rows") == 1 and "4 rejected" in lines[-1] and len(lines) == 4
+
+
+def test_batch_workers_load_the_model_object_before_the_first_chunk(tmp_path):
+    """A served worker with a compiled path loads the model object lazily (cold start); a batch worker needs
+    it for every chunk, so it loads it up front rather than inside the first chunk's time."""
+    from sklearn.linear_model import LogisticRegression
+
+    from deploykit._runtime import batch as runner
+
+    X = _frame(600, 3)[["usage", "tenure"]]
+    y = (X["usage"] > 20).astype(int)
+    pkg = deploykit.package(LogisticRegression().fit(X[:400], y[:400]), name="batchlazy", X_train=X[:400],
+                            y_train=y[:400], X_test=X[400:], y_test=y[400:], verbose=False)
+    assert pkg.manifest.serving.compiled, "the compiled path should serve this model, or the test proves nothing"
+    served = ModelRuntime.load(pkg.model_dir)
+    assert served._model is None  # as a served worker starts
+    assert ModelRuntime.load(pkg.model_dir).loaded()._model is not None
+    runner._load_in_worker(str(pkg.model_dir))
+    assert runner._WORKER.pop("runtime")._model is not None

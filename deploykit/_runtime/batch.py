@@ -190,7 +190,7 @@ _WORKER: dict = {}
 def _load_in_worker(model_dir: str) -> None:
     from .model import ModelRuntime
 
-    _WORKER["runtime"] = ModelRuntime.load(model_dir)
+    _WORKER["runtime"] = ModelRuntime.load(model_dir).loaded()
 
 
 def _score_in_worker(chunk: Chunk, explain: bool) -> Scored:

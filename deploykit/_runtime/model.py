@@ -137,6 +137,13 @@ class ModelRuntime:
                     self._model = load_model(self.directory, self.manifest.model)
         return self._model
 
+    def loaded(self) -> ModelRuntime:
+        """This runtime with its model object loaded now rather than on first use: batch scoring needs it
+        for every chunk, and a worker that loads it up front spares the first chunk the libraries' import
+        (seconds, measured on Dask workers)."""
+        self.model  # noqa: B018 - the property loads it
+        return self
+
     @classmethod
     def load(cls, directory: str | Path | None = None, *, manifest: Manifest | None = None) -> ModelRuntime:
         """Load the package in ``directory`` (its ``model/`` folder), described by its manifest unless
