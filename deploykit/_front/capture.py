@@ -1,10 +1,10 @@
 """Recording served predictions in the deployment's capture database, off the request path.
 
-Runs inside the front, so it uses the standard library only. ``CaptureWriter.record`` is called on
-the event loop for every answered request: it samples, appends to a bounded in-memory queue and
-returns (well under a microsecond of work when capture is off, about one when on). A background
-thread parses the bodies and writes them to SQLite in batches. A full queue drops the capture and
-counts it; capture never fails a request.
+Runs inside the front, so it uses the standard library only (and orjson, when installed, to parse
+bodies). ``CaptureWriter.record`` is called on the event loop for every answered request: it samples,
+appends to a bounded in-memory queue and returns (well under a microsecond of work when capture is
+off, about one when on). A background thread parses the bodies and writes them to SQLite in batches.
+A full queue drops the capture and counts it; capture never fails a request.
 
 The format (the host-side reader, :mod:`deploykit._monitor.store`, imports these definitions):
 one SQLite file, ``STATE_DIR/capture.sqlite``, in WAL mode so that a reader in another process
@@ -40,6 +40,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+try:  # orjson parses a 100-row body about 4x faster; the front's image has it, the standard library is the fallback
+    from orjson import JSONDecodeError as _OrjsonError, loads as _orjson_loads
+except ImportError:  # pragma: no cover - a front run without orjson installed
+    _orjson_loads, _OrjsonError = None, ValueError
 
 FILENAME = "capture.sqlite"
 FORMAT = 1
@@ -371,7 +376,7 @@ class CaptureWriter:
         columns = ", ".join([*META_COLUMNS, *(quote(FEATURE_PREFIX + n) for n in names)])
         marks = ", ".join("?" * (len(META_COLUMNS) + len(names)))
         values = [(m[0], row, m[1], m[2], m[3], m[4], m[5], _cell(prediction), proba, raw,
-                   *[_cell(features.get(n)) for n in names])
+                   *_cells(tuple(map(features.get, names))))
                   for m, row, prediction, proba, raw, features in rows]
         self._con.execute("BEGIN IMMEDIATE")
         try:
@@ -382,9 +387,19 @@ class CaptureWriter:
             raise
 
 
+def _loads(data: bytes) -> Any:
+    """JSON from bytes: orjson when installed, the standard parser for what orjson refuses (NaN, Infinity)."""
+    if _orjson_loads is not None:
+        try:
+            return _orjson_loads(data)
+        except _OrjsonError:
+            pass
+    return json.loads(data)
+
+
 def _instances(body: bytes) -> list[dict] | None:
     try:
-        instances = json.loads(body)["instances"]
+        instances = _loads(body)["instances"]
     except (ValueError, TypeError, KeyError):
         return None
     if isinstance(instances, list) and all(isinstance(i, dict) for i in instances):
@@ -396,7 +411,7 @@ def _outputs(endpoint: str, response: bytes, n: int) -> list[tuple[Any, str | No
     """Per row: the prediction, and the probabilities as JSON text (``/predict_proba``)."""
     nothing = [(None, None)] * n
     try:
-        payload = json.loads(response)
+        payload = _loads(response)
     except (ValueError, TypeError):
         return nothing
     if not isinstance(payload, dict):
@@ -416,6 +431,21 @@ def _argmax(classes: list, probabilities: Any) -> Any:
         return classes[max(range(len(probabilities)), key=probabilities.__getitem__)]
     except TypeError:
         return None
+
+
+_PLAIN = frozenset({float, str, bool, type(None)})  # stored by SQLite as they are
+_INT64 = (-(1 << 63), 1 << 63)
+
+
+def _cells(values: tuple) -> tuple:
+    """A row's values as SQLite stores them (see :func:`_cell`), checked a row at a time: the usual row of
+    numbers and text goes through as it is, with no call per value."""
+    types = set(map(type, values))
+    if types <= _PLAIN:
+        return values
+    if types <= _PLAIN | {int} and all(_INT64[0] <= v < _INT64[1] for v in values if type(v) is int):
+        return values
+    return tuple(map(_cell, values))
 
 
 def _cell(value: Any) -> Any:
