@@ -181,11 +181,13 @@ def test_keys_api_is_public_and_small():
 
 
 def test_front_modules_import_only_the_standard_library_and_cryptography():
-    """deploykit/_front/ is copied alone into the front's image: stdlib, its siblings, what it serves HTTP with
-    (httptools, uvloop) and cryptography only."""
+    """deploykit/_front/ is copied alone into the front's image: stdlib, its siblings, and only what that image
+    installs (FRONT_REQUIREMENTS: what it serves HTTP with, cryptography, orjson)."""
     import ast
     import sys
     from pathlib import Path
+
+    from deploykit._docker.build import FRONT_REQUIREMENTS
 
     front = Path(deploykit.__file__).parent / "_front"
     for path in front.glob("*.py"):
@@ -197,5 +199,5 @@ def test_front_modules_import_only_the_standard_library_and_cryptography():
             else:
                 continue
             for root in roots:
-                allowed = ("__future__", "cryptography", "httptools", "uvloop")
+                allowed = ("__future__", *FRONT_REQUIREMENTS)
                 assert root in sys.stdlib_module_names or root in allowed, f"{path.name}: {root}"
