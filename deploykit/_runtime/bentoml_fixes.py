@@ -81,3 +81,22 @@ def apply() -> bool:
         middleware.__call__ = call  # a coroutine function, so ASGI servers see an ASGI 3 app
         middleware._deploykit_fixed = fixed = True
     return fixed
+
+
+def wrap_service_app(wrap) -> bool:
+    """Have BentoML's service app factory return ``wrap(app)`` (:mod:`.hotroutes`); False if this BentoML
+    builds its app some other way (then nothing changes)."""
+    try:
+        from _bentoml_impl.server.app import ServiceAppFactory
+    except ImportError:
+        return False
+    if getattr(ServiceAppFactory, "_deploykit_wrapped", False):
+        return True
+    build = ServiceAppFactory.__call__
+
+    def __call__(self, *args, **kwargs):
+        return wrap(build(self, *args, **kwargs))
+
+    ServiceAppFactory.__call__ = __call__
+    ServiceAppFactory._deploykit_wrapped = True
+    return True
