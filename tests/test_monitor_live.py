@@ -135,9 +135,12 @@ def test_prometheus_scrapes_the_series_and_accepts_the_rules(watched, tmp_path):
             for series in ("deploykit_requests_total", "deploykit_request_duration_seconds_count",
                            "deploykit_capture_dropped_total"):
                 try:
-                    result = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": series}).json()
+                    answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": series})
                 except httpx.HTTPError:
                     continue
+                if answer.status_code != 200:  # 503 "Service Unavailable" while Prometheus opens its storage
+                    continue
+                result = answer.json()
                 if result.get("data", {}).get("result"):
                     found[series] = result["data"]["result"]
             time.sleep(1)
