@@ -5,7 +5,8 @@ A bento made by deploykit contains this runtime (as ``deploykit_runtime``) and t
 so responses, status codes and error bodies are exactly deploykit's, while BentoML still provides the
 server, workers, ``/livez``, ``/readyz``, ``/metrics`` and the OpenAPI page at ``/`` (whose document,
 ``/docs.json``, is deploykit's own: :mod:`.openapi`). Limits on every request are in :mod:`.limits`;
-``/explain`` runs off the event loop (:mod:`.explaining`).
+``/explain`` runs off the event loop (:mod:`.explaining`). ``POST /predict`` and ``/predict_proba`` reach
+the same handler past BentoML's per-request middlewares, still counted in its metrics (:mod:`.hotroutes`).
 """
 
 from __future__ import annotations
