@@ -450,8 +450,9 @@ def _remove_services(services: list) -> None:
             pass
     deadline = time.monotonic() + 30
     for service in services:
+        # sparse: no inspect per container, which raised NotFound for one removed between the list and the inspect
         while time.monotonic() < deadline and docker_client().containers.list(
-                all=True, filters={"label": f"com.docker.swarm.service.id={service.id}"}):
+                all=True, sparse=True, filters={"label": f"com.docker.swarm.service.id={service.id}"}):
             time.sleep(0.2)
 
 
