@@ -450,7 +450,7 @@ def _cells(values: tuple) -> tuple:
 
 def _cell(value: Any) -> Any:
     """A JSON value as SQLite stores it: numbers and text as they are, objects and lists as JSON text."""
-    if isinstance(value, int) and not -(1 << 63) <= value < (1 << 63):
+    if isinstance(value, int) and not _INT64[0] <= value < _INT64[1]:
         return float(value)
     if isinstance(value, (dict, list)):
         return json.dumps(value)

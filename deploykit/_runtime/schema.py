@@ -223,7 +223,7 @@ class InstanceValidator:
         self._known = set(self.names)
         self.max_batch = self.limits.max_batch
         self._checks = [(c["name"], _Column(c, self.limits)) for c in self.columns]
-        self._getter = operator.itemgetter(*self.names)
+        self._getter = operator.itemgetter(*self.names) if self.names else None  # a tuple per row; one name: the value
 
     @property
     def checks(self) -> list[tuple[str, _Column]]:
@@ -275,10 +275,8 @@ class InstanceValidator:
         try:
             if not all(type(row) is dict and len(row) == width and row.keys() == known for row in rows):
                 return None
-            if width == 1:
-                columns = [tuple(row[self.names[0]] for row in rows)]
-            else:
-                columns = list(zip(*map(self._getter, rows)))
+            cells = map(self._getter, rows)
+            columns = list(zip(*cells)) if width > 1 else [tuple(cells)]
             if not all(check.all_clean(column) for (_, check), column in zip(self._checks, columns)):
                 return None
         except (TypeError, ValueError, OverflowError):  # an unhashable or unconvertible cell: look row by row
