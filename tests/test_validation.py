@@ -20,9 +20,9 @@ from deploykit._schema import infer_schema
 LIMITS = Limits(max_batch=50, max_string=1000, max_depth=16, max_body_bytes=1 << 20)
 
 
-@pytest.fixture(scope="module")
-def schema():
-    frame = pd.DataFrame({
+def training_frame() -> pd.DataFrame:
+    """A training frame with a column of each kind and dtype the validator tells apart."""
+    return pd.DataFrame({
         "age": np.array([30, 41, 52], dtype="int64"),
         "small": np.array([1, 2, 3], dtype="int8"),
         "income": [1.5, np.nan, 3.0],
@@ -31,7 +31,11 @@ def schema():
         "vip": [True, False, True],
         "visits": pd.array([1, None, 3], dtype="Int64"),
     })
-    return infer_schema(frame, max_batch=LIMITS.max_batch)
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return infer_schema(training_frame(), max_batch=LIMITS.max_batch)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ row-by-row check: on any rows at all, the two give the same columns, or the whol
 aside (None) and the row-by-row one decides. It may only ever say yes to what the row-by-row check
 accepts, and must say yes to the plain valid bodies it exists for."""
 
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,30 +12,20 @@ from deploykit._runtime.errors import InputError
 from deploykit._runtime.limits import Limits
 from deploykit._runtime.schema import InstanceValidator
 from deploykit._schema import infer_schema
+from tests.test_validation import _row as one_row
+from tests.test_validation import training_frame
 
 LIMITS = Limits(max_batch=50, max_string=12, max_depth=16, max_body_bytes=1 << 20)
 
 
 @pytest.fixture(scope="module")
 def validator():
-    frame = pd.DataFrame({
-        "age": np.array([30, 41, 52], dtype="int64"),
-        "small": np.array([1, 2, 3], dtype="int8"),
-        "income": [1.5, np.nan, 3.0],
-        "ratio": np.array([0.5, 0.25, 1.0], dtype="float32"),
-        "plan": ["basic", "pro", "basic"],
-        "tier": pd.Categorical([1, 2, 1]),
-        "vip": [True, False, True],
-        "visits": pd.array([1, None, 3], dtype="Int64"),
-    })
-    schema = infer_schema(frame, max_batch=LIMITS.max_batch)
-    return InstanceValidator(schema, LIMITS)
+    frame = training_frame().assign(tier=pd.Categorical([1, 2, 1]))  # and a category of numbers
+    return InstanceValidator(infer_schema(frame, max_batch=LIMITS.max_batch), LIMITS)
 
 
 def _row(**changes):
-    row = {"age": 30, "small": 1, "income": 1.0, "ratio": 0.5, "plan": "basic", "tier": 1, "vip": True, "visits": 2}
-    row.update(changes)
-    return row
+    return one_row(**{"tier": 1, **changes})
 
 
 CELLS = st.one_of(
